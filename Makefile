@@ -1,0 +1,43 @@
+# Fresh machine: `make train` sets up and runs the default experiment; `make test` sets up
+# and runs the tests. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/data/fashion-mnist)
+ifneq ($(wildcard $(SHARED_DATA)/train-images-idx3-ubyte.gz),)
+export FASHION_MNIST_DIR ?= $(SHARED_DATA)
+endif
+# Extra Hydra overrides for `make train`, e.g. make train ARGS="activation=prelu"
+ARGS ?=
+
+.PHONY: setup train test test-fast lint bench ui clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+train: setup
+	$(BIN)/python -m experiments.train $(ARGS)
+
+test: setup
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python -m benchmarks.run_all
+
+ui: setup
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf outputs multirun mlruns mlflow.db .pytest_cache .ruff_cache reports
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
