@@ -1,0 +1,35 @@
+"""Helpers shared by the benchmarks: where the data is, how to start the entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path | None:
+    """FASHION_MNIST_DIR, else the shared copy beside the project; None if neither has it."""
+    for candidate in (
+        os.environ.get("FASHION_MNIST_DIR"),
+        PROJECT_DIR.parent / "shared/data/fashion-mnist",
+    ):
+        if candidate and (Path(candidate) / "train-images-idx3-ubyte.gz").is_file():
+            return Path(candidate)
+    return None
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(PROJECT_DIR / "src"), str(PROJECT_DIR), env.get("PYTHONPATH")])
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def python(*args: str, cwd: Path, timeout: int = 3600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=child_env(), capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip

@@ -1,0 +1,205 @@
+"""The IDX reader on files written here, the splits, the synthetic set. No TensorFlow."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.config import DataConfig, DataName
+from experiments.data import (
+    FILES,
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    DataError,
+    load,
+    locate_fashion_mnist,
+    read_idx,
+    read_pair,
+    synthetic,
+)
+
+
+def idx_bytes(magic: int, array: np.ndarray) -> bytes:
+    header = struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_gz(path: Path, payload: bytes) -> Path:
+    with gzip.open(path, "wb") as f:
+        f.write(payload)
+    return path
+
+
+def make_dataset(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train": (rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10),
+        "test": (rng.integers(0, 256, (n_test, 28, 28)), np.arange(n_test) % 10),
+    }
+    for split, (images, labels) in arrays.items():
+        write_gz(folder / FILES[split][0], idx_bytes(IMAGES_MAGIC, images))
+        write_gz(folder / FILES[split][1], idx_bytes(LABELS_MAGIC, labels))
+    return arrays
+
+
+def test_reads_back_what_was_written(tmp_path):
+    arrays = make_dataset(tmp_path)
+    images, labels = read_pair(tmp_path / FILES["train"][0], tmp_path / FILES["train"][1])
+    assert images.dtype == np.uint8 and images.shape == (60, 28, 28)
+    np.testing.assert_array_equal(images, arrays["train"][0])
+    np.testing.assert_array_equal(labels, arrays["train"][1])
+
+
+def test_reads_an_uncompressed_file_too(tmp_path):
+    labels = np.arange(7) % 10
+    path = tmp_path / "labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(LABELS_MAGIC, labels))
+    np.testing.assert_array_equal(read_idx(path, LABELS_MAGIC), labels)
+
+
+def test_wrong_magic_names_the_file(tmp_path):
+    path = write_gz(tmp_path / "x.gz", idx_bytes(LABELS_MAGIC, np.zeros(5)))
+    with pytest.raises(DataError, match=r"x\.gz: magic number 2049, expected 2051"):
+        read_idx(path, IMAGES_MAGIC)
+
+
+def test_truncated_payload_names_the_file_and_the_sizes(tmp_path):
+    full = idx_bytes(IMAGES_MAGIC, np.zeros((4, 28, 28)))
+    path = write_gz(tmp_path / "short.gz", full[:-100])
+    with pytest.raises(
+        DataError, match=r"short\.gz: \d+ bytes but its header \(4, 28, 28\) needs \d+"
+    ):
+        read_idx(path, IMAGES_MAGIC)
+
+
+def test_truncated_gzip_stream_names_the_file(tmp_path):
+    good = write_gz(tmp_path / "good.gz", idx_bytes(IMAGES_MAGIC, np.zeros((50, 28, 28))))
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(DataError, match=r"cut\.gz: unreadable or truncated"):
+        read_idx(cut, IMAGES_MAGIC)
+
+
+def test_not_gzip_at_all_names_the_file(tmp_path):
+    path = tmp_path / "garbage.gz"
+    path.write_bytes(b"this is not a gzip stream at all")
+    with pytest.raises(DataError, match="garbage.gz: unreadable or truncated"):
+        read_idx(path, IMAGES_MAGIC)
+
+
+def test_truncated_header(tmp_path):
+    path = write_gz(tmp_path / "tiny.gz", b"\x00\x00")
+    with pytest.raises(DataError, match="tiny.gz: truncated header"):
+        read_idx(path, IMAGES_MAGIC)
+
+
+def test_images_and_labels_must_agree(tmp_path):
+    images = write_gz(tmp_path / "i.gz", idx_bytes(IMAGES_MAGIC, np.zeros((5, 28, 28))))
+    labels = write_gz(tmp_path / "l.gz", idx_bytes(LABELS_MAGIC, np.zeros(4)))
+    with pytest.raises(DataError, match="5 images but l.gz has 4 labels"):
+        read_pair(images, labels)
+
+
+def test_image_size_and_label_range_are_checked(tmp_path):
+    small = write_gz(tmp_path / "small.gz", idx_bytes(IMAGES_MAGIC, np.zeros((3, 8, 8))))
+    labels = write_gz(tmp_path / "l.gz", idx_bytes(LABELS_MAGIC, np.zeros(3)))
+    with pytest.raises(DataError, match=r"small.gz: images are \(8, 8\), expected \(28, 28\)"):
+        read_pair(small, labels)
+    images = write_gz(tmp_path / "i.gz", idx_bytes(IMAGES_MAGIC, np.zeros((3, 28, 28))))
+    bad = write_gz(tmp_path / "bad.gz", idx_bytes(LABELS_MAGIC, np.array([1, 2, 12])))
+    with pytest.raises(DataError, match="bad.gz: label 12 outside 0-9"):
+        read_pair(images, bad)
+
+
+def test_missing_file_message_names_the_file_and_the_ways_to_supply_data(tmp_path):
+    with pytest.raises(DataError) as caught:
+        load(DataConfig(dir=str(tmp_path)))
+    text = str(caught.value)
+    assert str(tmp_path / FILES["train"][0]) in text
+    assert (
+        "data.dir=" in text
+        and "FASHION_MNIST_DIR" in text
+        and "~/.keras/datasets/fashion-mnist" in text
+    )
+    assert "\n" not in text
+
+
+def test_configured_folder_wins_then_the_keras_cache(tmp_path, monkeypatch):
+    configured = tmp_path / "mine"
+    configured.mkdir()
+    assert locate_fashion_mnist(str(configured)) == configured
+    with pytest.raises(DataError, match="is not a folder"):
+        locate_fashion_mnist(str(tmp_path / "absent"))
+    keras_home = tmp_path / "keras"
+    cache = keras_home / "datasets" / "fashion-mnist"
+    cache.mkdir(parents=True)
+    make_dataset(cache)
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    assert locate_fashion_mnist(None) == cache
+
+
+def test_splits_follow_the_notebook(tmp_path):
+    arrays = make_dataset(tmp_path, n_train=60, n_test=20)
+    splits = load(DataConfig(dir=str(tmp_path), validation_size=15))
+    for x in (splits.x_train, splits.x_val, splits.x_test):
+        assert x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+        assert 0.0 <= x.min() and x.max() <= 1.0
+    assert (len(splits.x_val), len(splits.x_train), len(splits.x_test)) == (15, 45, 20)
+    images, labels = arrays["train"]
+    np.testing.assert_allclose(
+        splits.x_val, images[:15] / 255.0, rtol=1e-6
+    )  # first images validate
+    np.testing.assert_array_equal(splits.y_train, labels[15:])
+    assert splits.input_shape == (28, 28) and splits.num_classes == 10
+
+
+def test_standardization_uses_the_training_split_statistics(tmp_path):
+    make_dataset(tmp_path)
+    plain = load(DataConfig(dir=str(tmp_path), validation_size=10))
+    scaled = load(DataConfig(dir=str(tmp_path), validation_size=10, standardize=True))
+    mean, std = plain.x_train.mean(axis=0), plain.x_train.std(axis=0)
+    np.testing.assert_allclose(scaled.x_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(scaled.x_train.std(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(scaled.x_val, (plain.x_val - mean) / std, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scaled.x_test, (plain.x_test - mean) / std, rtol=1e-4, atol=1e-4)
+
+
+def test_a_pixel_blank_in_every_training_image_stays_finite(tmp_path):
+    make_dataset(tmp_path)
+    for split in ("train", "test"):  # blank the top-left pixel everywhere
+        path = tmp_path / FILES[split][0]
+        images = read_idx(path, IMAGES_MAGIC).copy()
+        images[:, 0, 0] = 0
+        write_gz(path, idx_bytes(IMAGES_MAGIC, images))
+    scaled = load(DataConfig(dir=str(tmp_path), validation_size=10, standardize=True))
+    assert np.isfinite(scaled.x_train).all() and np.isfinite(scaled.x_test).all()
+
+
+def synthetic_cfg(**kw) -> DataConfig:
+    base = dict(name=DataName.synthetic, validation_size=20, train_size=100, test_size=30,
+                image_size=28, num_classes=10, noise=0.35)  # fmt: skip
+    return DataConfig(**(base | kw))
+
+
+def test_synthetic_set_is_deterministic_and_shaped_like_fashion_mnist():
+    (xa, ya), (ta, la) = synthetic(synthetic_cfg())
+    (xb, yb), _ = synthetic(synthetic_cfg())
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+    assert xa.dtype == np.uint8 and xa.shape == (100, 28, 28) and ta.shape == (30, 28, 28)
+    assert set(np.unique(ya)) == set(range(10)) and set(np.unique(la)) == set(range(10))
+
+
+def test_synthetic_classes_are_separable_by_their_means():
+    """Learnable: a nearest-class-mean classifier fit on the training split beats chance
+    by far on the test split, so a failure to learn in a test is the model's fault."""
+    splits = load(synthetic_cfg(train_size=600, test_size=200, validation_size=100))
+    x, y = splits.x_train.reshape(len(splits.x_train), -1), splits.y_train
+    means = np.stack([x[y == c].mean(axis=0) for c in range(10)])
+    xt = splits.x_test.reshape(len(splits.x_test), -1)
+    predicted = np.argmin(((xt[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (predicted == splits.y_test).mean() > 0.8
