@@ -35,6 +35,7 @@ figcaption { color: #555; font-size: 0.9em; max-width: 70em; }
 .reason { color: #a00; font-size: 0.9em; }
 """
 
+REASON_CHARS = 300
 FIGURE_CAPTIONS = {
     "learning_curves": "Learning curves: validation accuracy and training loss after each "
     "epoch, one line per run. A cross marks the last finite point of a run that did not "
@@ -141,9 +142,13 @@ def _runs_table(runs: list[RunSummary], cols: list[Column]) -> str:
         cells = []
         for c in cols:
             value = c.value(run)
-            text = escape(_number(value))
+            raw = _number(value)
+            text = escape(raw)
             if c.title == "status" and run.failed:
-                text = f'<span class="reason">{text}</span>'
+                # A reason may be a whole exception message: the cell shows its start, the
+                # tooltip and runs.csv all of it.
+                shown = raw if len(raw) <= REASON_CHARS else raw[:REASON_CHARS] + "…"
+                text = f'<span class="reason" title="{text}">{escape(shown)}</span>'
             cells.append(f'<td class="{"text" if c.text else ""}">{text}</td>')
         body.append(f'<tr class="{css}" data-run-id="{escape(run.run_id)}">{"".join(cells)}</tr>')
     return (
