@@ -9,6 +9,8 @@ export FASHION_MNIST_DIR ?= $(SHARED_DATA)
 endif
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="activation=prelu"
 ARGS ?=
+# Options of the report, e.g. make report REPORT_ARGS="--parent-run <run id>"
+REPORT_ARGS ?=
 
 .PHONY: setup train test test-fast lint bench ui clean
 
@@ -34,6 +36,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all
+
+# The comparison page of the runs in ./mlflow.db (reports/<experiment>/report.html).
+.PHONY: report
+report: setup
+	$(BIN)/python -m experiments.report $(REPORT_ARGS)
 
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -1,0 +1,271 @@
+"""The runs a report compares, read from an MLflow store in a few bulk calls.
+
+One `search_runs` page brings every run's params, tags and latest metric values; per
+run, three metric histories (the learning curves and epoch times) and the
+`diagnostics/diagnostics.json` artifact, which holds every probe step's per-layer
+statistics in one read. Per-layer metric histories are read only for a run that has
+diagnostics metrics but lost its artifact. Runs are read on a few threads: each read is
+a short round trip to the store, and the store answers several at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+CURVE_KEYS = ("val_accuracy", "loss", "epoch_seconds")
+DIAGNOSTICS_ARTIFACT = "diagnostics/diagnostics.json"
+# Per-layer statistics the report draws over depth: (key in diagnostics.json / metric prefix).
+PROFILE_STATS = ("grad/signal_std", "act/std")
+DEPTH_RATIO = "grad/depth_ratio"
+SWEEP_PARENT_TAG = "sweep"
+PARENT_TAG = "mlflow.parentRunId"
+PAGE_SIZE = 1000
+READ_THREADS = 8
+
+
+class ReportError(RuntimeError):
+    """Runs that cannot be found or read; the message is one line for the user."""
+
+
+@dataclass
+class Diagnostics:
+    """Per-layer statistics at each probe step (rows: steps, columns: hidden blocks)."""
+
+    layers: list[int]
+    steps: list[int]
+    stats: dict[str, np.ndarray]
+    depth_ratio: list[float]
+
+    def profile(self, stat: str, which: str) -> np.ndarray | None:
+        """One stat over depth at the first ("init") or the last ("last") probe step; for a
+        run that blew up, the last step that still has finite values."""
+        values = self.stats.get(stat)
+        if values is None or values.size == 0:
+            return None
+        if which == "init":
+            return values[0]
+        finite = np.isfinite(values).any(axis=1).nonzero()[0]
+        return values[finite[-1]] if finite.size else values[-1]
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    name: str
+    status: str
+    choices: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    diagnostics: Diagnostics | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "FINISHED"
+
+    @property
+    def failure_reason(self) -> str | None:
+        return self.tags.get("failure_reason")
+
+    @property
+    def epochs(self) -> int:
+        return len({step for step, _ in self.curves.get("loss", [])})
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """The median: the first epoch also pays for tracing the graph."""
+        times = [v for _, v in self.curves.get("epoch_seconds", []) if math.isfinite(v)]
+        return statistics.median(times) if times else None
+
+    def depth_ratio(self, which: str) -> float | None:
+        """At the first probe step ("init") or the last with a finite value ("last")."""
+        ratios = self.diagnostics.depth_ratio if self.diagnostics else []
+        if not ratios:
+            return None
+        if which == "init":
+            return ratios[0]
+        return next((r for r in reversed(ratios) if math.isfinite(r)), ratios[-1])
+
+
+@dataclass
+class Selection:
+    """The runs of one report and the words that say where they came from."""
+
+    runs: list[RunSummary]
+    source: str
+    experiment: str
+    parent_run_id: str | None = None
+
+
+def select_runs(
+    client: MlflowClient,
+    experiment: str | None = None,
+    parent_run_id: str | None = None,
+    filter_string: str | None = None,
+) -> Selection:
+    """A sweep's children (parent_run_id) or an experiment's runs, optionally filtered.
+    Sweep parent runs themselves are left out: they hold counts, not training."""
+    if parent_run_id:
+        try:
+            parent = client.get_run(parent_run_id)
+        except MlflowException:
+            raise ReportError(
+                f"--parent-run {parent_run_id}: no such run in {client.tracking_uri}"
+            ) from None
+        experiment_id = parent.info.experiment_id
+        experiment_name = client.get_experiment(experiment_id).name
+        filters = [f"tags.`{PARENT_TAG}` = '{parent_run_id}'"]
+        source = f"sweep {parent_run_id} ({parent.info.run_name}) in experiment '{experiment_name}'"
+    else:
+        experiment_name = experiment or "gradient-lab"
+        found = client.get_experiment_by_name(experiment_name)
+        if found is None:
+            known = sorted(e.name for e in client.search_experiments())
+            raise ReportError(
+                f"--experiment {experiment_name!r}: no such experiment in {client.tracking_uri}"
+                f" (known: {', '.join(known) or 'none'})"
+            )
+        experiment_id = found.experiment_id
+        filters = []
+        source = f"experiment '{experiment_name}'"
+    if filter_string:
+        filters.append(filter_string)
+        source += f", filter {filter_string!r}"
+
+    runs = [
+        run
+        for run in _search_all(client, experiment_id, " and ".join(filters))
+        if run.data.tags.get(SWEEP_PARENT_TAG) != "true"
+    ]
+    if not runs:
+        raise ReportError(f"no runs to report: {source} has none in {client.tracking_uri}")
+    runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
+    return Selection(read_runs(client, runs), source, experiment_name, parent_run_id)
+
+
+def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    found: list[Run] = []
+    token = None
+    while True:
+        try:
+            page = client.search_runs(
+                [experiment_id],
+                filter_string=filter_string,
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=PAGE_SIZE,
+                page_token=token,
+            )
+        except MlflowException as e:
+            raise ReportError(f"--filter {filter_string!r}: {e.message}") from None
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def read_runs(client: MlflowClient, runs: list[Run]) -> list[RunSummary]:
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return list(pool.map(lambda run: read_run(client, run), runs))
+
+
+def read_run(client: MlflowClient, run: Run) -> RunSummary:
+    tags = dict(run.data.tags)
+    summary = RunSummary(
+        run_id=run.info.run_id,
+        name=run.info.run_name or run.info.run_id[:8],
+        status=run.info.status,
+        choices={k[len("choice.") :]: v for k, v in tags.items() if k.startswith("choice.")},
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags=tags,
+    )
+    for key in CURVE_KEYS:
+        if key in summary.metrics:
+            summary.curves[key] = _history(client, summary.run_id, key)
+    if any(k == DEPTH_RATIO or k.startswith(PROFILE_STATS) for k in summary.metrics):
+        summary.diagnostics = _diagnostics_artifact(client, run) or _diagnostics_metrics(
+            client, summary
+        )
+    return summary
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    """One value per step: a step logged twice keeps its last value."""
+    by_step = {m.step: m.value for m in client.get_metric_history(run_id, key)}
+    return sorted(by_step.items())
+
+
+def _as_matrix(rows: Any) -> np.ndarray | None:
+    if rows is None:
+        return None
+    try:
+        # None (not applicable) becomes NaN, which the figures leave out.
+        values = np.array(rows, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return values if values.ndim == 2 else None
+
+
+def _read_artifact(client: MlflowClient, run: Run, path: str) -> str:
+    """A local artifact store's file is read where it lies: MLflow's download, built for
+    remote stores, costs about 0.1 s a file, as long as all the rest of a run's reads."""
+    uri = urlparse(run.info.artifact_uri or "")
+    if uri.scheme in ("", "file"):
+        return (Path(url2pathname(uri.path)) / path).read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run.info.run_id, path, tmp)).read_text()
+
+
+def _diagnostics_artifact(client: MlflowClient, run: Run) -> Diagnostics | None:
+    try:
+        data = json.loads(_read_artifact(client, run, DIAGNOSTICS_ARTIFACT))
+    except (MlflowException, OSError, ValueError):
+        return None
+    stats = data.get("stats") or {}
+    return Diagnostics(
+        layers=list(data.get("layers") or []),
+        steps=list(data.get("epochs") or []),
+        stats={k: m for k in PROFILE_STATS if (m := _as_matrix(stats.get(k))) is not None},
+        depth_ratio=[math.nan if v is None else float(v) for v in data.get("depth_ratio") or []],
+    )
+
+
+def _diagnostics_metrics(client: MlflowClient, summary: RunSummary) -> Diagnostics | None:
+    """The same numbers from per-layer metric histories, for a run without the artifact."""
+    stats: dict[str, np.ndarray] = {}
+    layers: list[int] = []
+    steps: list[int] = []
+    for stat in PROFILE_STATS:
+        prefix = f"{stat}/layer_"
+        keys = sorted(
+            (int(k[len(prefix) :]), k)
+            for k in summary.metrics
+            if k.startswith(prefix) and k[len(prefix) :].isdigit()
+        )
+        if not keys:
+            continue
+        histories = {layer: dict(_history(client, summary.run_id, key)) for layer, key in keys}
+        steps = sorted({s for h in histories.values() for s in h})
+        layers = [layer for layer, _ in keys]
+        stats[stat] = np.array(
+            [[histories[layer].get(s, math.nan) for layer in layers] for s in steps], dtype=float
+        )
+    ratio = [v for _, v in _history(client, summary.run_id, DEPTH_RATIO)]
+    if not stats and not ratio:
+        return None
+    return Diagnostics(layers=layers, steps=steps, stats=stats, depth_ratio=ratio)
