@@ -1,0 +1,411 @@
+"""Reuse of pretrained layers: the notebook's task A / task B study (transfer=study).
+
+Task A is every class but two, relabelled in order; task B is those two as a binary
+task with a few training images. Model A learns task A; model B learns task B from
+scratch (the baseline); model B on A reuses a copy of model A's hidden stack, first
+frozen, then unfrozen. The study is one MLflow run holding three nested runs,
+`pretrain_A`, `baseline_B` and `B_on_A`, and the comparison of the two B models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from experiments import training
+from experiments.config import Config, first_unfrozen_block
+from experiments.data import Splits
+from experiments.models import build_model, hidden_stack
+from experiments.tracking import RunRecorder
+
+log = logging.getLogger(__name__)
+
+PRETRAIN, BASELINE, B_ON_A = "pretrain_A", "baseline_B", "B_on_A"
+# Tag on the study run naming the run whose model/model.keras is model A, so that
+# transfer.source_run_id may name the study run itself.
+MODEL_A_TAG = "model_A_run_id"
+# Per-epoch metric of B_on_A: 0 while the reused layers are frozen, 1 once unfrozen.
+PHASE_METRIC = "reused_layers_trainable"
+_COPIED_TAGS = ("seed", "git_commit", "mlflow.source.git.commit")
+
+
+class TransferError(RuntimeError):
+    """The study cannot run as configured (source run, data); the message is one line."""
+
+
+@dataclass
+class Tasks:
+    a: Splits
+    b: Splits
+    a_classes: list[int]  # the original class of each task-A label 0, 1, ...
+
+
+def split_labels(
+    y: np.ndarray, b_classes: list[int], num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is task B, task-A labels, task-B labels) of one label array: task A keeps the
+    other classes renumbered 0.. in their order (int32); task B is 1.0 for the second
+    of `b_classes`, 0.0 for the first (float32, for binary cross-entropy)."""
+    in_b = np.isin(y, b_classes)
+    a_classes = [c for c in range(num_classes) if c not in b_classes]
+    renumber = np.full(num_classes, -1, dtype=np.int32)
+    renumber[a_classes] = np.arange(len(a_classes), dtype=np.int32)
+    y_a = renumber[y[~in_b]]
+    y_b = (y[in_b] == b_classes[1]).astype(np.float32)
+    return in_b, y_a, y_b
+
+
+def split_tasks(splits: Splits, b_classes: list[int], train_size_b: int) -> Tasks:
+    """Training, validation and test sets split alike; only task B's training set is
+    cut, to its first `train_size_b` images."""
+    num_classes = max(splits.num_classes, max(b_classes) + 1)
+    parts = {}
+    for name in ("train", "val", "test"):
+        x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
+        in_b, y_a, y_b = split_labels(y, b_classes, num_classes)
+        parts[name] = ((x[~in_b], y_a), (x[in_b], y_b))
+    (xa, ya), (xb, yb) = parts["train"]
+    parts["train"] = ((xa, ya), (xb[:train_size_b], yb[:train_size_b]))
+
+    def task(index: int) -> Splits:
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (parts[n][index] for n in parts)
+        return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
+
+    tasks = Tasks(task(0), task(1), [c for c in range(num_classes) if c not in b_classes])
+    for label, split in (("A", tasks.a), ("B", tasks.b)):
+        for name in ("train", "val", "test"):
+            if len(getattr(split, f"y_{name}")) == 0:
+                raise TransferError(
+                    f"task {label} has no {name} images: transfer.task_b_classes="
+                    f"{list(b_classes)} leaves none in this data"
+                )
+    return tasks
+
+
+def build_model_a(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    return build_model(
+        cfg.model, cfg.init, cfg.activation, cfg.normalization, input_shape, num_classes
+    )
+
+
+def binary_output() -> keras.layers.Layer:
+    return keras.layers.Dense(1, activation="sigmoid", name="output")
+
+
+def build_baseline_b(cfg: Config, input_shape: tuple[int, ...]) -> keras.Model:
+    """Model A's hidden stack, from scratch, under one sigmoid unit."""
+    stack = hidden_stack(cfg.model.hidden_sizes(), cfg.init, cfg.activation, cfg.normalization)
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="image"),
+            keras.layers.Flatten(name="flatten"),
+            *stack,
+            binary_output(),
+        ],
+        name="baseline_b",
+    )
+
+
+def build_b_on_a(model_a: keras.Model) -> keras.Model:
+    """A copy of model A's layers below its output, under one sigmoid unit. The copy
+    matters: stacking model A's own layers would train model A along with it."""
+    clone = keras.models.clone_model(model_a)
+    clone.set_weights(model_a.get_weights())
+    return keras.Sequential(
+        [
+            keras.Input(shape=model_a.input_shape[1:], name="image"),
+            *clone.layers[:-1],
+            binary_output(),
+        ],
+        name="b_on_a",
+    )
+
+
+def _block_of(layer_name: str) -> int | None:
+    match = re.match(r"hidden_(\d+)", layer_name)
+    return int(match.group(1)) if match else None
+
+
+def set_reused_trainable(model: keras.Model, spec: str) -> None:
+    """Every layer below the output: `freeze` freezes them all; otherwise `spec` is
+    transfer.trainable_from (all | none | hidden_NN: that block and the ones above)."""
+    reused = model.layers[:-1]
+    n_blocks = max((_block_of(layer.name) or 0) for layer in reused)
+    first = None if spec == "freeze" else first_unfrozen_block(spec, n_blocks)
+    for layer in reused:
+        block = _block_of(layer.name)
+        layer.trainable = spec == "all" or (
+            first is not None and block is not None and block >= first
+        )
+
+
+def count_trainable(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def error_rate_ratio(accuracy_baseline: float, accuracy_transfer: float) -> float | None:
+    """How many times fewer test errors B on A makes than the baseline (the notebook's
+    "error rate dropped by a factor of ..."); None when B on A makes none."""
+    transfer_errors = 1.0 - accuracy_transfer
+    return (1.0 - accuracy_baseline) / transfer_errors if transfer_errors > 0 else None
+
+
+class Study:
+    """The three nested runs of one study, under the study's own run."""
+
+    def __init__(self, cfg: Config, parent: RunRecorder, output_dir: Path):
+        self.cfg = cfg
+        self.parent = parent
+        self.output_dir = output_dir
+        run = parent.client.get_run(parent.run_id)
+        self.experiment_id = run.info.experiment_id
+        self.tags = {
+            k: v for k, v in run.data.tags.items() if k.startswith("choice.") or k in _COPIED_TAGS
+        }
+        self._folders: dict[str, Path] = {}  # run id -> that run's local output folder
+
+    @contextmanager
+    def child(self, name: str) -> Iterator[RunRecorder]:
+        """A nested run; an error inside ends it FAILED (KILLED on interrupt) and goes on."""
+        recorder = RunRecorder.start(
+            self.parent.client,
+            self.experiment_id,
+            name,
+            self.tags | {"study_phase": name},
+            self.parent.run_id,
+        )
+        self.parent.set_tags({f"run_id.{name}": recorder.run_id})
+        self._folders[recorder.run_id] = self.output_dir / name
+        self._folders[recorder.run_id].mkdir(parents=True, exist_ok=True)
+        try:
+            yield recorder
+        except KeyboardInterrupt as e:
+            recorder.end("KILLED", f"interrupted ({e or 'SIGINT'})")
+            raise
+        except BaseException as e:
+            recorder.end("FAILED", f"{type(e).__name__}: {e}"[:5000])
+            raise
+
+    def fit_phase(
+        self,
+        model: keras.Model,
+        splits: Splits,
+        recorder: RunRecorder,
+        phase: str,
+        *,
+        epochs: int,
+        loss: str,
+        learning_rate: float | None = None,
+        step_offset: int = 0,
+        extra_metrics: dict[str, float] | None = None,
+    ) -> training.Outcome:
+        """Compile with a fresh optimizer (params logged under `<phase>.`), then fit;
+        steps continue from `step_offset`."""
+        opt_cfg = self.cfg.optimizer
+        if learning_rate is not None:
+            opt_cfg = dataclasses.replace(opt_cfg, learning_rate=learning_rate)
+        optimizer = training.make_optimizer(opt_cfg, self.cfg.clipping)
+        training.compile_model(model, optimizer, self.cfg.training, loss=loss)
+        params = {
+            f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()
+        }
+        params |= {"epochs": epochs, "trainable_params": count_trainable(model)}
+        recorder.log_params({f"{phase}.{k}": v for k, v in params.items()})
+
+        def log_metrics(values: dict[str, float], step: int) -> None:
+            recorder.log_metrics(values | (extra_metrics or {}), step)
+
+        return training.fit(
+            model,
+            splits,
+            self.cfg.training,
+            log_metrics,
+            self._folders[recorder.run_id],
+            step_offset=step_offset,
+            epochs=epochs,
+        )
+
+    def finish(
+        self,
+        recorder: RunRecorder,
+        model: keras.Model,
+        splits: Splits,
+        history: dict[str, list[float]],
+        outcome: training.Outcome,
+        save_model: bool,
+    ) -> dict[str, float] | None:
+        """Test metrics and artifacts, then the run's end; None if training exploded."""
+        from experiments.artifacts import write_model_artifacts
+
+        test = None
+        if not outcome.exploded:
+            test = training.evaluate(model, splits.x_test, splits.y_test, self.cfg.training)
+            recorder.log_metrics(test, step=max(len(history.get("loss", [])) - 1, 0))
+        folder = self._folders[recorder.run_id]
+        for path, artifact_folder in write_model_artifacts(
+            model, history, folder, save_model=save_model and not outcome.exploded
+        ):
+            recorder.log_artifact(path, artifact_folder)
+        if outcome.exploded:
+            recorder.set_tags({"failed_epoch": outcome.failed_epoch})
+            recorder.end("FAILED", outcome.reason)
+        else:
+            recorder.end("FINISHED")
+        return test
+
+
+def _concat(*histories: dict[str, list[float]]) -> dict[str, list[float]]:
+    joined: dict[str, list[float]] = {}
+    for history in histories:
+        for key, values in history.items():
+            joined.setdefault(key, []).extend(values)
+    return joined
+
+
+def run_study(cfg: Config, splits: Splits, parent: RunRecorder, output_dir: Path) -> float | None:
+    """The whole study under `parent` (the job's run, which this ends unless an error
+    escapes). Returns B on A's final validation accuracy, None if a phase exploded."""
+    t = cfg.transfer
+    tasks = split_tasks(splits, list(t.task_b_classes), t.train_size_b)
+    parent.set_tags({"transfer_study": "true"})
+    parent.log_params(
+        {
+            "task_a.classes": tasks.a_classes,
+            "task_a.train_size": len(tasks.a.y_train),
+            "task_b.train_size": len(tasks.b.y_train),
+            "task_b.val_size": len(tasks.b.y_val),
+            "task_b.test_size": len(tasks.b.y_test),
+        }
+    )
+    study = Study(cfg, parent, output_dir)
+    save = cfg.tracking.log_model
+
+    # Model A: trained here, or read from an earlier run.
+    with study.child(PRETRAIN) as rec:
+        if t.source_run_id:
+            from experiments.transfer_source import load_model_a
+
+            expected = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
+            model_a, holder = load_model_a(
+                parent.client, t.source_run_id, expected, output_dir / PRETRAIN
+            )
+            rec.set_tags({"source_run_id": t.source_run_id, MODEL_A_TAG: holder})
+            test_a = study.finish(rec, model_a, tasks.a, {}, training.Outcome(), save_model=False)
+        else:
+            training.seed_everything(cfg.training.seed)
+            model_a = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
+            outcome = study.fit_phase(
+                model_a,
+                tasks.a,
+                rec,
+                "pretrain",
+                epochs=cfg.training.epochs,
+                loss="sparse_categorical_crossentropy",
+            )
+            holder = rec.run_id
+            test_a = study.finish(rec, model_a, tasks.a, outcome.history, outcome, save)
+            if test_a is None:
+                return _exploded(parent, PRETRAIN, outcome)
+    parent.set_tags({MODEL_A_TAG: holder})
+    parent.log_metrics({"test_accuracy_A": test_a["test_accuracy"]})
+
+    with study.child(BASELINE) as rec:
+        training.seed_everything(cfg.training.seed)
+        model_b = build_baseline_b(cfg, tasks.b.input_shape)
+        baseline = study.fit_phase(
+            model_b, tasks.b, rec, "baseline", epochs=t.baseline_epochs, loss="binary_crossentropy"
+        )
+        test_baseline = study.finish(rec, model_b, tasks.b, baseline.history, baseline, save)
+        if test_baseline is None:
+            return _exploded(parent, BASELINE, baseline)
+
+    with study.child(B_ON_A) as rec:
+        training.seed_everything(cfg.training.seed)
+        weights_a = [w.copy() for w in model_a.get_weights()]
+        model_b_on_a = build_b_on_a(model_a)
+        rec.set_tags({MODEL_A_TAG: holder, "phase_change_step": t.freeze_epochs})
+        phases: list[training.Outcome] = []
+        if t.freeze_epochs:
+            set_reused_trainable(model_b_on_a, "freeze")
+            phases.append(
+                study.fit_phase(
+                    model_b_on_a,
+                    tasks.b,
+                    rec,
+                    "freeze",
+                    epochs=t.freeze_epochs,
+                    loss="binary_crossentropy",
+                    extra_metrics={PHASE_METRIC: 0.0},
+                )
+            )
+        if t.finetune_epochs and not (phases and phases[-1].exploded):
+            set_reused_trainable(model_b_on_a, t.trainable_from)
+            phases.append(
+                study.fit_phase(
+                    model_b_on_a,
+                    tasks.b,
+                    rec,
+                    "finetune",
+                    epochs=t.finetune_epochs,
+                    loss="binary_crossentropy",
+                    learning_rate=t.finetune_learning_rate,
+                    step_offset=t.freeze_epochs,
+                    extra_metrics={PHASE_METRIC: 1.0},
+                )
+            )
+        history = _concat(*(p.history for p in phases))
+        transfer = phases[-1]
+        test_transfer = study.finish(rec, model_b_on_a, tasks.b, history, transfer, save)
+        _check_untouched(model_a, weights_a)
+        if test_transfer is None:
+            return _exploded(parent, B_ON_A, transfer)
+
+    summary = {
+        "test_accuracy_baseline": test_baseline["test_accuracy"],
+        "test_accuracy_transfer": test_transfer["test_accuracy"],
+        "test_error_rate_baseline": 1.0 - test_baseline["test_accuracy"],
+        "test_error_rate_transfer": 1.0 - test_transfer["test_accuracy"],
+    }
+    ratio = error_rate_ratio(summary["test_accuracy_baseline"], summary["test_accuracy_transfer"])
+    if ratio is not None:
+        summary["error_rate_ratio"] = ratio
+    parent.log_metrics(summary)
+    from experiments.transfer_plots import compare_curves
+
+    plot = compare_curves(
+        baseline.history, history, t.freeze_epochs, output_dir / "transfer_curves.png"
+    )
+    parent.log_artifact(plot, "plots")
+    parent.end("FINISHED")
+    log.info(
+        "test accuracy on task B: baseline %.4f, B on A %.4f; error rate ratio %s (run %s)",
+        summary["test_accuracy_baseline"],
+        summary["test_accuracy_transfer"],
+        f"{ratio:.2f}" if ratio is not None else "n/a (no errors)",
+        parent.run_id,
+    )
+    return history["val_accuracy"][-1]
+
+
+def _check_untouched(model_a: keras.Model, before: list[np.ndarray]) -> None:
+    """The notebook's warning: B on A built on model A's own layers trains model A too.
+    B on A trains a copy; should that ever regress, the study fails instead of reporting
+    a model A that is no longer the one it logged."""
+    if not all(np.array_equal(a, b) for a, b in zip(before, model_a.get_weights(), strict=True)):
+        raise RuntimeError("model A's weights changed while B on A trained")
+
+
+def _exploded(parent: RunRecorder, phase: str, outcome: training.Outcome) -> None:
+    """A phase stopped on a non-finite value: the study ends FAILED, saying which."""
+    parent.set_tags({"failed_phase": phase})
+    parent.end("FAILED", f"{phase}: {outcome.reason}")
+    log.error("%s stopped: %s; study run %s ends FAILED", phase, outcome.reason, parent.run_id)
+    return None
