@@ -174,7 +174,7 @@ class Study:
 
     @contextmanager
     def child(self, name: str) -> Iterator[RunRecorder]:
-        """A nested run; an error inside ends it FAILED (KILLED on interrupt) and goes on."""
+        """A nested run; an error inside ends it FAILED (KILLED on interrupt), then rises."""
         recorder = RunRecorder.start(
             self.parent.client,
             self.experiment_id,
@@ -270,6 +270,112 @@ def _concat(*histories: dict[str, list[float]]) -> dict[str, list[float]]:
     return joined
 
 
+@dataclass
+class Result:
+    """One nested run's end: its test metrics (None if training exploded), its curves."""
+
+    test: dict[str, float] | None
+    history: dict[str, list[float]]
+    outcome: training.Outcome
+
+
+def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
+    """Model A, trained on task A or loaded from transfer.source_run_id; also returns
+    the id of the run that holds it as model/model.keras."""
+    cfg, t = study.cfg, study.cfg.transfer
+    with study.child(PRETRAIN) as rec:
+        if t.source_run_id:
+            from experiments.transfer_source import load_model_a
+
+            expected = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
+            folder = study.output_dir / PRETRAIN
+            model_a, holder = load_model_a(study.parent.client, t.source_run_id, expected, folder)
+            rec.set_tags({"source_run_id": t.source_run_id, MODEL_A_TAG: holder})
+            # Loaded uncompiled; compiled here only to be evaluated on task A.
+            optimizer = training.make_optimizer(cfg.optimizer, cfg.clipping)
+            training.compile_model(model_a, optimizer, cfg.training)
+            outcome = training.Outcome()
+            return (
+                model_a,
+                holder,
+                Result(study.finish(rec, model_a, tasks.a, {}, outcome, False), {}, outcome),
+            )
+        training.seed_everything(cfg.training.seed)
+        model_a = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
+        outcome = study.fit_phase(
+            model_a,
+            tasks.a,
+            rec,
+            "pretrain",
+            epochs=cfg.training.epochs,
+            loss="sparse_categorical_crossentropy",
+        )
+        test = study.finish(rec, model_a, tasks.a, outcome.history, outcome, cfg.tracking.log_model)
+        return model_a, rec.run_id, Result(test, outcome.history, outcome)
+
+
+def baseline_b(study: Study, tasks: Tasks) -> Result:
+    cfg = study.cfg
+    with study.child(BASELINE) as rec:
+        training.seed_everything(cfg.training.seed)
+        model = build_baseline_b(cfg, tasks.b.input_shape)
+        outcome = study.fit_phase(
+            model,
+            tasks.b,
+            rec,
+            "baseline",
+            epochs=cfg.transfer.baseline_epochs,
+            loss="binary_crossentropy",
+        )
+        test = study.finish(rec, model, tasks.b, outcome.history, outcome, cfg.tracking.log_model)
+        return Result(test, outcome.history, outcome)
+
+
+def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Result:
+    """The copy of model A's stack with a new output: `freeze_epochs` with the reused
+    layers frozen, then `finetune_epochs` with those of `trainable_from` unfrozen, each
+    phase recompiled with a fresh optimizer; steps run on across the two."""
+    cfg, t = study.cfg, study.cfg.transfer
+    with study.child(B_ON_A) as rec:
+        training.seed_everything(cfg.training.seed)
+        weights_a = [w.copy() for w in model_a.get_weights()]
+        model = build_b_on_a(model_a)
+        rec.set_tags({MODEL_A_TAG: holder, "phase_change_step": t.freeze_epochs})
+        phases: list[training.Outcome] = []
+        if t.freeze_epochs:
+            set_reused_trainable(model, "freeze")
+            phases.append(
+                study.fit_phase(
+                    model,
+                    tasks.b,
+                    rec,
+                    "freeze",
+                    epochs=t.freeze_epochs,
+                    loss="binary_crossentropy",
+                    extra_metrics={PHASE_METRIC: 0.0},
+                )
+            )
+        if t.finetune_epochs and not (phases and phases[-1].exploded):
+            set_reused_trainable(model, t.trainable_from)
+            phases.append(
+                study.fit_phase(
+                    model,
+                    tasks.b,
+                    rec,
+                    "finetune",
+                    epochs=t.finetune_epochs,
+                    loss="binary_crossentropy",
+                    learning_rate=t.finetune_learning_rate,
+                    step_offset=t.freeze_epochs,
+                    extra_metrics={PHASE_METRIC: 1.0},
+                )
+            )
+        history = _concat(*(p.history for p in phases))
+        test = study.finish(rec, model, tasks.b, history, phases[-1], cfg.tracking.log_model)
+        _check_untouched(model_a, weights_a)
+        return Result(test, history, phases[-1])
+
+
 def run_study(cfg: Config, splits: Splits, parent: RunRecorder, output_dir: Path) -> float | None:
     """The whole study under `parent` (the job's run, which this ends unless an error
     escapes). Returns B on A's final validation accuracy, None if a phase exploded."""
@@ -286,113 +392,46 @@ def run_study(cfg: Config, splits: Splits, parent: RunRecorder, output_dir: Path
         }
     )
     study = Study(cfg, parent, output_dir)
-    save = cfg.tracking.log_model
 
-    # Model A: trained here, or read from an earlier run.
-    with study.child(PRETRAIN) as rec:
-        if t.source_run_id:
-            from experiments.transfer_source import load_model_a
-
-            expected = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
-            model_a, holder = load_model_a(
-                parent.client, t.source_run_id, expected, output_dir / PRETRAIN
-            )
-            rec.set_tags({"source_run_id": t.source_run_id, MODEL_A_TAG: holder})
-            test_a = study.finish(rec, model_a, tasks.a, {}, training.Outcome(), save_model=False)
-        else:
-            training.seed_everything(cfg.training.seed)
-            model_a = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
-            outcome = study.fit_phase(
-                model_a,
-                tasks.a,
-                rec,
-                "pretrain",
-                epochs=cfg.training.epochs,
-                loss="sparse_categorical_crossentropy",
-            )
-            holder = rec.run_id
-            test_a = study.finish(rec, model_a, tasks.a, outcome.history, outcome, save)
-            if test_a is None:
-                return _exploded(parent, PRETRAIN, outcome)
+    model_a, holder, pretrain = pretrain_a(study, tasks)
+    if pretrain.test is None:
+        return _exploded(parent, PRETRAIN, pretrain.outcome)
     parent.set_tags({MODEL_A_TAG: holder})
-    parent.log_metrics({"test_accuracy_A": test_a["test_accuracy"]})
+    parent.log_metrics({"test_accuracy_A": pretrain.test["test_accuracy"]})
+    baseline = baseline_b(study, tasks)
+    if baseline.test is None:
+        return _exploded(parent, BASELINE, baseline.outcome)
+    transfer = b_on_a(study, tasks, model_a, holder)
+    if transfer.test is None:
+        return _exploded(parent, B_ON_A, transfer.outcome)
 
-    with study.child(BASELINE) as rec:
-        training.seed_everything(cfg.training.seed)
-        model_b = build_baseline_b(cfg, tasks.b.input_shape)
-        baseline = study.fit_phase(
-            model_b, tasks.b, rec, "baseline", epochs=t.baseline_epochs, loss="binary_crossentropy"
-        )
-        test_baseline = study.finish(rec, model_b, tasks.b, baseline.history, baseline, save)
-        if test_baseline is None:
-            return _exploded(parent, BASELINE, baseline)
-
-    with study.child(B_ON_A) as rec:
-        training.seed_everything(cfg.training.seed)
-        weights_a = [w.copy() for w in model_a.get_weights()]
-        model_b_on_a = build_b_on_a(model_a)
-        rec.set_tags({MODEL_A_TAG: holder, "phase_change_step": t.freeze_epochs})
-        phases: list[training.Outcome] = []
-        if t.freeze_epochs:
-            set_reused_trainable(model_b_on_a, "freeze")
-            phases.append(
-                study.fit_phase(
-                    model_b_on_a,
-                    tasks.b,
-                    rec,
-                    "freeze",
-                    epochs=t.freeze_epochs,
-                    loss="binary_crossentropy",
-                    extra_metrics={PHASE_METRIC: 0.0},
-                )
-            )
-        if t.finetune_epochs and not (phases and phases[-1].exploded):
-            set_reused_trainable(model_b_on_a, t.trainable_from)
-            phases.append(
-                study.fit_phase(
-                    model_b_on_a,
-                    tasks.b,
-                    rec,
-                    "finetune",
-                    epochs=t.finetune_epochs,
-                    loss="binary_crossentropy",
-                    learning_rate=t.finetune_learning_rate,
-                    step_offset=t.freeze_epochs,
-                    extra_metrics={PHASE_METRIC: 1.0},
-                )
-            )
-        history = _concat(*(p.history for p in phases))
-        transfer = phases[-1]
-        test_transfer = study.finish(rec, model_b_on_a, tasks.b, history, transfer, save)
-        _check_untouched(model_a, weights_a)
-        if test_transfer is None:
-            return _exploded(parent, B_ON_A, transfer)
-
+    accuracy_baseline = baseline.test["test_accuracy"]
+    accuracy_transfer = transfer.test["test_accuracy"]
     summary = {
-        "test_accuracy_baseline": test_baseline["test_accuracy"],
-        "test_accuracy_transfer": test_transfer["test_accuracy"],
-        "test_error_rate_baseline": 1.0 - test_baseline["test_accuracy"],
-        "test_error_rate_transfer": 1.0 - test_transfer["test_accuracy"],
+        "test_accuracy_baseline": accuracy_baseline,
+        "test_accuracy_transfer": accuracy_transfer,
+        "test_error_rate_baseline": 1.0 - accuracy_baseline,
+        "test_error_rate_transfer": 1.0 - accuracy_transfer,
     }
-    ratio = error_rate_ratio(summary["test_accuracy_baseline"], summary["test_accuracy_transfer"])
+    ratio = error_rate_ratio(accuracy_baseline, accuracy_transfer)
     if ratio is not None:
         summary["error_rate_ratio"] = ratio
     parent.log_metrics(summary)
     from experiments.transfer_plots import compare_curves
 
-    plot = compare_curves(
-        baseline.history, history, t.freeze_epochs, output_dir / "transfer_curves.png"
+    plot = output_dir / "transfer_curves.png"
+    parent.log_artifact(
+        compare_curves(baseline.history, transfer.history, t.freeze_epochs, plot), "plots"
     )
-    parent.log_artifact(plot, "plots")
     parent.end("FINISHED")
     log.info(
         "test accuracy on task B: baseline %.4f, B on A %.4f; error rate ratio %s (run %s)",
-        summary["test_accuracy_baseline"],
-        summary["test_accuracy_transfer"],
-        f"{ratio:.2f}" if ratio is not None else "n/a (no errors)",
+        accuracy_baseline,
+        accuracy_transfer,
+        f"{ratio:.2f}" if ratio is not None else "n/a (B on A made no errors)",
         parent.run_id,
     )
-    return history["val_accuracy"][-1]
+    return transfer.history["val_accuracy"][-1]
 
 
 def _check_untouched(model_a: keras.Model, before: list[np.ndarray]) -> None:

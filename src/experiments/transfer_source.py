@@ -8,6 +8,9 @@ Every way this can fail ends in one line that names the run and what is wrong.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -37,12 +40,13 @@ def load_model_a(
     try:
         import mlflow.artifacts
 
-        path = mlflow.artifacts.download_artifacts(
-            run_id=holder,
-            artifact_path=MODEL_ARTIFACT,
-            dst_path=str(dst_dir),
-            tracking_uri=client.tracking_uri,
-        )
+        with _no_progress_bar():
+            path = mlflow.artifacts.download_artifacts(
+                run_id=holder,
+                artifact_path=MODEL_ARTIFACT,
+                dst_path=str(dst_dir),
+                tracking_uri=client.tracking_uri,
+            )
     except (MlflowException, OSError):
         via = "" if holder == run_id else f" (via its model A run {holder})"
         raise TransferError(
@@ -59,6 +63,22 @@ def load_model_a(
         ) from None
     check_fits(model, expected, key)
     return model, holder
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar on stderr for every download; for one small file it
+    is noise around the one-line error. Its documented switch is this variable."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    previous = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def layer_signature(layer: keras.layers.Layer) -> str:
