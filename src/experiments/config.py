@@ -382,7 +382,9 @@ def _check_transfer(cfg: Config) -> None:
     _at_least("transfer.freeze_epochs", t.freeze_epochs, 0)
     _at_least("transfer.finetune_epochs", t.finetune_epochs, 0)
     if t.freeze_epochs + t.finetune_epochs < 1:
-        _fail("transfer.finetune_epochs", t.finetune_epochs, "freeze + fine-tune epochs must be >= 1")
+        _fail(
+            "transfer.finetune_epochs", t.finetune_epochs, "freeze + fine-tune epochs must be >= 1"
+        )
     _positive("transfer.finetune_learning_rate", t.finetune_learning_rate)
     n_blocks = len(cfg.model.hidden_sizes())
     if first_unfrozen_block(t.trainable_from, n_blocks) is None and t.trainable_from != "none":
