@@ -9,15 +9,13 @@ from conftest import compose
 from experiments.config import validate
 from experiments.data import Splits
 from experiments.transfer import (
-    TransferError,
     build_b_on_a,
     build_baseline_b,
     build_model_a,
     error_rate_ratio,
     set_reused_trainable,
-    split_labels,
-    split_tasks,
 )
+from experiments.transfer_tasks import TransferError, split_labels, split_tasks
 
 B_CLASSES = [5, 6]
 

@@ -84,8 +84,9 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
     """One training run, recorded in MLflow. Returns the final validation accuracy, or
     None when training stopped on a non-finite value (the run then ends FAILED)."""
     from experiments import data as data_module
-    from experiments import tracking, transfer
+    from experiments import tracking
     from experiments.artifacts import write_config_artifacts, write_model_artifacts
+    from experiments.transfer_tasks import TransferError
 
     job.output_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking.tracking_uri(cfg.tracking.uri, job.launch_dir)
@@ -119,12 +120,14 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
         with sigterm_as_interrupt():
             splits = data_module.load(cfg.data)
             if cfg.transfer.name is TransferName.study:
-                return transfer.run_study(cfg, splits, recorder, job.output_dir)
+                from experiments.transfer import run_study
+
+                return run_study(cfg, splits, recorder, job.output_dir)
             return _train(cfg, splits, recorder, job, write_model_artifacts)
     except KeyboardInterrupt as e:
         recorder.end("KILLED", f"interrupted ({e or 'SIGINT'})")
         raise
-    except (data_module.DataError, transfer.TransferError) as e:
+    except (data_module.DataError, TransferError) as e:
         recorder.end("FAILED", str(e))
         raise UserError(str(e)) from None
     except BaseException as e:

@@ -25,6 +25,7 @@ from experiments.config import Config, first_unfrozen_block
 from experiments.data import Splits
 from experiments.models import build_model, hidden_stack
 from experiments.tracking import RunRecorder
+from experiments.transfer_tasks import Tasks, split_tasks
 
 log = logging.getLogger(__name__)
 
@@ -35,59 +36,6 @@ MODEL_A_TAG = "model_A_run_id"
 # Per-epoch metric of B_on_A: 0 while the reused layers are frozen, 1 once unfrozen.
 PHASE_METRIC = "reused_layers_trainable"
 _COPIED_TAGS = ("seed", "git_commit", "mlflow.source.git.commit")
-
-
-class TransferError(RuntimeError):
-    """The study cannot run as configured (source run, data); the message is one line."""
-
-
-@dataclass
-class Tasks:
-    a: Splits
-    b: Splits
-    a_classes: list[int]  # the original class of each task-A label 0, 1, ...
-
-
-def split_labels(
-    y: np.ndarray, b_classes: list[int], num_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(is task B, task-A labels, task-B labels) of one label array: task A keeps the
-    other classes renumbered 0.. in their order (int32); task B is 1.0 for the second
-    of `b_classes`, 0.0 for the first (float32, for binary cross-entropy)."""
-    in_b = np.isin(y, b_classes)
-    a_classes = [c for c in range(num_classes) if c not in b_classes]
-    renumber = np.full(num_classes, -1, dtype=np.int32)
-    renumber[a_classes] = np.arange(len(a_classes), dtype=np.int32)
-    y_a = renumber[y[~in_b]]
-    y_b = (y[in_b] == b_classes[1]).astype(np.float32)
-    return in_b, y_a, y_b
-
-
-def split_tasks(splits: Splits, b_classes: list[int], train_size_b: int) -> Tasks:
-    """Training, validation and test sets split alike; only task B's training set is
-    cut, to its first `train_size_b` images."""
-    num_classes = max(splits.num_classes, max(b_classes) + 1)
-    parts = {}
-    for name in ("train", "val", "test"):
-        x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
-        in_b, y_a, y_b = split_labels(y, b_classes, num_classes)
-        parts[name] = ((x[~in_b], y_a), (x[in_b], y_b))
-    (xa, ya), (xb, yb) = parts["train"]
-    parts["train"] = ((xa, ya), (xb[:train_size_b], yb[:train_size_b]))
-
-    def task(index: int) -> Splits:
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (parts[n][index] for n in parts)
-        return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
-
-    tasks = Tasks(task(0), task(1), [c for c in range(num_classes) if c not in b_classes])
-    for label, split in (("A", tasks.a), ("B", tasks.b)):
-        for name in ("train", "val", "test"):
-            if len(getattr(split, f"y_{name}")) == 0:
-                raise TransferError(
-                    f"task {label} has no {name} images: transfer.task_b_classes="
-                    f"{list(b_classes)} leaves none in this data"
-                )
-    return tasks
 
 
 def build_model_a(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:

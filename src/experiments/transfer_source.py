@@ -17,7 +17,8 @@ import keras
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from experiments.transfer import MODEL_A_TAG, TransferError
+from experiments.transfer import MODEL_A_TAG
+from experiments.transfer_tasks import TransferError
 
 MODEL_ARTIFACT = "model/model.keras"
 
