@@ -13,6 +13,7 @@ sets the ones it uses, and `validate` rejects a field set for an option that ign
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -88,6 +89,11 @@ class OptimizerName(str, Enum):
 class DataName(str, Enum):
     fashion_mnist = "fashion_mnist"
     synthetic = "synthetic"
+
+
+class TransferName(str, Enum):
+    none = "none"
+    study = "study"
 
 
 @dataclass
@@ -179,6 +185,25 @@ class TrackingConfig:
 
 
 @dataclass
+class TransferConfig:
+    """The reuse-of-pretrained-layers study (transfer=study): model A trains on every
+    class but `task_b_classes` for training.epochs; task B is those two classes (1 = the
+    second one) with `train_size_b` training images."""
+
+    name: TransferName = TransferName.none
+    task_b_classes: list[int] | None = None
+    train_size_b: int | None = None
+    baseline_epochs: int | None = None
+    freeze_epochs: int | None = None
+    finetune_epochs: int | None = None
+    finetune_learning_rate: float | None = None
+    # Which reused layers unfreeze for fine-tuning: all | none | hidden_NN (that block and above).
+    trainable_from: str | None = None
+    # Load model A from this run's model/model.keras instead of training it.
+    source_run_id: str | None = None
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -189,6 +214,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     training: TrainingConfig = MISSING
     tracking: TrackingConfig = MISSING
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
 def register_schemas() -> None:
@@ -214,11 +240,23 @@ _OPTION_FIELDS: dict[str, dict[str, set[str]]] = {
         "rmsprop": {"rho", "momentum"},
     },
     "data": {"synthetic": {"train_size", "test_size", "image_size", "num_classes", "noise"}},
+    "transfer": {
+        "study": {
+            "task_b_classes",
+            "train_size_b",
+            "baseline_epochs",
+            "freeze_epochs",
+            "finetune_epochs",
+            "finetune_learning_rate",
+            "trainable_from",
+        }
+    },
 }
 _ALWAYS_SET = {"name"}
 _GROUP_COMMON = {
     "optimizer": {"learning_rate"},
     "data": {"dir", "validation_size", "standardize"},
+    "transfer": {"source_run_id"},  # optional under transfer=study, checked in _check_transfer
 }
 
 
@@ -266,6 +304,7 @@ def check(cfg: Config) -> Config:
     """Range checks OmegaConf cannot express; raises ConfigError naming the first bad key."""
     for group in ("init", "activation", "normalization", "clipping", "optimizer", "data"):
         _check_option_fields(group, getattr(cfg, group))
+    _check_transfer(cfg)
 
     _positive("init.scale", cfg.init.scale)
     _positive("init.stddev", cfg.init.stddev)
@@ -319,6 +358,54 @@ def check(cfg: Config) -> Config:
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
     return cfg
+
+
+def _check_transfer(cfg: Config) -> None:
+    t = cfg.transfer
+    _check_option_fields("transfer", t)
+    if t.name is TransferName.none:
+        if t.source_run_id is not None:
+            _fail("transfer.source_run_id", t.source_run_id, "only transfer=study uses it")
+        return
+    classes = list(t.task_b_classes)
+    n_classes = cfg.data.num_classes if cfg.data.name is DataName.synthetic else 10
+    if n_classes - 2 < 2:
+        _fail("data.num_classes", n_classes, "transfer=study needs >= 4 (task A keeps the rest)")
+    if len(classes) != 2 or len(set(classes)) != 2 or not all(0 <= c < n_classes for c in classes):
+        _fail(
+            "transfer.task_b_classes",
+            classes,
+            f"two distinct classes in 0-{n_classes - 1} (the second one is label 1)",
+        )
+    _at_least("transfer.train_size_b", t.train_size_b, 1)
+    _at_least("transfer.baseline_epochs", t.baseline_epochs, 1)
+    _at_least("transfer.freeze_epochs", t.freeze_epochs, 0)
+    _at_least("transfer.finetune_epochs", t.finetune_epochs, 0)
+    if t.freeze_epochs + t.finetune_epochs < 1:
+        _fail(
+            "transfer.finetune_epochs", t.finetune_epochs, "freeze + fine-tune epochs must be >= 1"
+        )
+    _positive("transfer.finetune_learning_rate", t.finetune_learning_rate)
+    n_blocks = len(cfg.model.hidden_sizes())
+    if first_unfrozen_block(t.trainable_from, n_blocks) is None and t.trainable_from != "none":
+        _fail(
+            "transfer.trainable_from",
+            t.trainable_from,
+            f"all, none, or a hidden block hidden_01..hidden_{n_blocks:02d} (it and the blocks above unfreeze)",
+        )
+    if t.source_run_id is not None and not t.source_run_id.strip():
+        _fail("transfer.source_run_id", t.source_run_id, "a run id, or null to train model A")
+
+
+def first_unfrozen_block(spec: str, n_blocks: int) -> int | None:
+    """The lowest hidden block (1-based) that fine-tuning trains: 1 for `all` (input BN
+    included), the block's number for `hidden_NN`, None for `none` or an unknown spec."""
+    if spec == "all":
+        return 1
+    match = re.fullmatch(r"hidden_(\d+)", spec)
+    if match and 1 <= int(match.group(1)) <= n_blocks:
+        return int(match.group(1))
+    return None
 
 
 def validate(cfg: DictConfig) -> Config:

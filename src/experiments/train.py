@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.config import Config, ConfigError, validate
+from experiments.config import Config, ConfigError, TransferName, validate
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONF_DIR = str(PROJECT_DIR / "conf")
@@ -86,6 +86,7 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
     from experiments import data as data_module
     from experiments import tracking
     from experiments.artifacts import write_config_artifacts, write_model_artifacts
+    from experiments.transfer_tasks import TransferError
 
     job.output_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking.tracking_uri(cfg.tracking.uri, job.launch_dir)
@@ -118,11 +119,15 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
     try:
         with sigterm_as_interrupt():
             splits = data_module.load(cfg.data)
+            if cfg.transfer.name is TransferName.study:
+                from experiments.transfer import run_study
+
+                return run_study(cfg, splits, recorder, job.output_dir)
             return _train(cfg, splits, recorder, job, write_model_artifacts)
     except KeyboardInterrupt as e:
         recorder.end("KILLED", f"interrupted ({e or 'SIGINT'})")
         raise
-    except data_module.DataError as e:
+    except (data_module.DataError, TransferError) as e:
         recorder.end("FAILED", str(e))
         raise UserError(str(e)) from None
     except BaseException as e:
