@@ -150,7 +150,7 @@ def fit(
         splits.x_train,
         splits.y_train,
         batch_size=training.batch_size,
-        epochs=epochs or training.epochs,
+        epochs=training.epochs if epochs is None else epochs,
         steps_per_epoch=training.steps_per_epoch,
         validation_data=(splits.x_val, splits.y_val),
         validation_batch_size=training.eval_batch_size,
