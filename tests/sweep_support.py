@@ -31,7 +31,14 @@ TINY = [
 # A learning rate that makes the loss non-finite in the first epoch (value clipping at
 # 1e30 clips nothing).
 EXPLODING = ["clipping=value", "clipping.threshold=1e30", "optimizer.learning_rate=1e12"]
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+# The load the issue names: 16 short jobs, 4 at a time.
+LOAD_SWEEP = [
+    "-m",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=4",
+    *TINY,
+    "training.seed=range(16)",
+]
 
 
 def free_port() -> int:
@@ -167,3 +174,17 @@ def assert_run_complete(client, run, epochs: int) -> None:
         "plots/learning_curves.png",
         "model/model.keras",
     } <= artifacts, artifacts
+
+
+def assert_load_sweep_complete(client, output: str) -> None:
+    """LOAD_SWEEP landed whole: 16 FINISHED children of one parent, nothing missing,
+    and no store error on the way."""
+    assert "database is locked" not in output
+    parent = sweep_parent(client)
+    runs = children(client, parent)
+    assert len(runs) == 16
+    assert sorted(int(r.data.params["training.seed"]) for r in runs) == list(range(16))
+    assert parent.data.metrics["children_finished"] == 16
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert_run_complete(client, run, epochs=3)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from sweep_support import (
+    LOAD_SWEEP,
     TINY,
+    assert_load_sweep_complete,
     assert_run_complete,
     children,
     run_cli,
@@ -43,7 +45,7 @@ def test_parallel_jobs_share_the_cores_and_fail_alone(tmp_path):
     )
     assert code != 0, output  # the sweep reports that a job raised ...
     client = client_for(tmp_path)
-    parent = client.get_run(sweep_parent(client).info.run_id)
+    parent = sweep_parent(client)
     runs = children(client, parent)
     by_case = {
         (r.data.params["data.name"], r.data.params["optimizer.learning_rate"]): r for r in runs
@@ -67,25 +69,9 @@ def test_parallel_jobs_share_the_cores_and_fail_alone(tmp_path):
 
 
 def test_load_on_a_fresh_sqlite_store_loses_nothing(tmp_path):
-    code, output, _ = run_cli(
-        tmp_path,
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4",
-        *TINY,
-        "training.seed=range(16)",
-    )
+    code, output, _ = run_cli(tmp_path, *LOAD_SWEEP)
     assert code == 0, output[-3000:]
-    assert "database is locked" not in output
-    client = client_for(tmp_path)
-    parent = client.get_run(sweep_parent(client).info.run_id)
-    runs = children(client, parent)
-    assert len(runs) == 16
-    assert sorted(int(r.data.params["training.seed"]) for r in runs) == list(range(16))
-    assert parent.data.metrics["children_finished"] == 16
-    for run in runs:
-        assert run.info.status == "FINISHED"
-        assert_run_complete(client, run, epochs=3)
+    assert_load_sweep_complete(client_for(tmp_path), output)
 
 
 def test_ray_launcher_lands_two_children_under_one_parent(tmp_path):
@@ -102,7 +88,7 @@ def test_ray_launcher_lands_two_children_under_one_parent(tmp_path):
     assert code == 0, output[-3000:]
     assert "Started a local Ray instance" in output
     client = client_for(tmp_path)
-    parent = client.get_run(sweep_parent(client).info.run_id)
+    parent = sweep_parent(client)
     runs = children(client, parent)
     assert sorted(r.data.params["training.seed"] for r in runs) == ["1", "2"]
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -131,7 +117,7 @@ def test_optuna_counts_an_exploding_trial_as_the_worst(tmp_path):
     # The sweeper's own words for a trial it marks failed (None, NaN, or an exception).
     assert "Failed experiment" not in output
     client = client_for(tmp_path)
-    parent = client.get_run(sweep_parent(client).info.run_id)
+    parent = sweep_parent(client)
     runs = children(client, parent)
     status = {r.data.params["optimizer.learning_rate"]: r.info.status for r in runs}
     assert status == {"0.05": "FINISHED", "1000000000000.0": "FAILED"}

@@ -13,14 +13,13 @@ import pytest
 from conftest import subprocess_env
 from mlflow.tracking import MlflowClient
 from sweep_support import (
+    LOAD_SWEEP,
     TINY,
     TrackingServer,
-    assert_run_complete,
-    children,
+    assert_load_sweep_complete,
     free_port,
     history_rows,
     run_cli,
-    sweep_parent,
 )
 
 from experiments.resilient_recorder import UNSENT_FILE
@@ -37,26 +36,10 @@ def server(tmp_path_factory):
 
 def test_a_sweep_under_load_sends_the_server_everything(server, tmp_path):
     code, output, _ = run_cli(
-        tmp_path,
-        "-m",
-        "tracking=server",
-        f"tracking.uri={server.uri}",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4",
-        *TINY,
-        "training.seed=range(16)",
+        tmp_path, *LOAD_SWEEP, "tracking=server", f"tracking.uri={server.uri}"
     )
     assert code == 0, output[-3000:]
-    assert "database is locked" not in output
-    client = MlflowClient(server.uri)
-    parent = client.get_run(sweep_parent(client).info.run_id)
-    runs = children(client, parent)
-    assert len(runs) == 16
-    assert sorted(int(r.data.params["training.seed"]) for r in runs) == list(range(16))
-    assert parent.data.metrics["children_finished"] == 16
-    for run in runs:
-        assert run.info.status == "FINISHED"
-        assert_run_complete(client, run, epochs=3)
+    assert_load_sweep_complete(MlflowClient(server.uri), output)
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
 
 
