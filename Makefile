@@ -11,8 +11,14 @@ endif
 ARGS ?=
 # Options of the report, e.g. make report REPORT_ARGS="--parent-run <run id>"
 REPORT_ARGS ?=
+# `make server`: a shared MLflow tracking server (runs: tracking=server). Loopback only
+# unless SERVER_HOST says otherwise; SERVER_STORE may be a PostgreSQL URI.
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5001
+SERVER_STORE ?= sqlite:///$(CURDIR)/tracking-server/mlflow.db
+SERVER_ARTIFACTS ?= $(CURDIR)/tracking-server/artifacts
 
-.PHONY: setup train test test-fast lint bench ui clean
+.PHONY: setup train test test-fast lint bench ui server clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +50,11 @@ report: setup
 
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+server: setup
+	mkdir -p $(SERVER_ARTIFACTS)
+	$(BIN)/python -m experiments.tracking_server --host $(SERVER_HOST) --port $(SERVER_PORT) \
+		--backend-store-uri $(SERVER_STORE) --artifacts $(SERVER_ARTIFACTS)
 
 clean:
 	rm -rf outputs multirun mlruns mlflow.db .pytest_cache .ruff_cache reports

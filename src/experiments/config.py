@@ -182,6 +182,8 @@ class TrackingConfig:
     # null: $MLFLOW_TRACKING_URI, else sqlite:///<launch folder>/mlflow.db
     uri: str | None = None
     log_model: bool = True
+    # In a multirun, skip a job whose identical config already FINISHED (resume.py).
+    skip_finished: bool = True
 
 
 @dataclass

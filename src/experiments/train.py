@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import signal
 import sys
 import threading
@@ -82,20 +83,31 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
     """One training run, recorded in MLflow. Returns the final validation accuracy, or
-    None when training stopped on a non-finite value (the run then ends FAILED)."""
+    None when training stopped on a non-finite value (the run then ends FAILED). In a
+    multirun, a config that already FINISHED is skipped and its earlier value returned."""
     from experiments import data as data_module
-    from experiments import tracking
+    from experiments import parallelism, resume, tracking, tracking_server
     from experiments.artifacts import write_config_artifacts, write_model_artifacts
+    from experiments.resilient_recorder import ResilientRecorder
     from experiments.transfer_tasks import TransferError
 
     job.output_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking.tracking_uri(cfg.tracking.uri, job.launch_dir)
+    try:
+        tracking_server.check_reachable(uri)
+    except tracking_server.ServerUnreachable as e:
+        raise UserError(str(e)) from None
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     experiment_id = tracking.ensure_experiment(
         client, cfg.tracking.experiment, tracking.artifact_location(uri, job.launch_dir)
     )
+    digest = resume.config_hash(resolved)
+    if job.multirun and cfg.tracking.skip_finished:
+        earlier = resume.finished_run(client, experiment_id, digest)
+        if earlier is not None:
+            return resume.skip(client, earlier, digest, job.parent_run_id)
     commit = tracking.git_commit(PROJECT_DIR)
     tags = {f"choice.{group}": option for group, option in job.choices.items()}
     tags |= {
@@ -103,7 +115,10 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
         "git_commit": commit,
         "mlflow.source.git.commit": commit,
         "output_dir": str(job.output_dir),
+        "host": platform.node(),  # where output_dir is, when jobs run on several machines
+        resume.HASH_TAG: digest,
     }
+    tags |= parallelism.thread_tags()
     recorder = tracking.RunRecorder.start(
         client,
         experiment_id,
@@ -111,6 +126,8 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
         tags,
         job.parent_run_id,
     )
+    # From here on, a store that fails costs records, never the training.
+    recorder = ResilientRecorder(recorder, job.output_dir)
     log.info("MLflow run %s in %s (experiment %r)", recorder.run_id, uri, cfg.tracking.experiment)
     recorder.log_params(tracking.flatten(resolved))
     for path, folder in write_config_artifacts(resolved, job.overrides, job.output_dir):
@@ -195,8 +212,11 @@ def main(cfg: DictConfig) -> float | None:
         typed = validate(cfg)
     except ConfigError as e:
         _report(str(e), 2, multirun, e)
+    from experiments import parallelism, search
+
+    parallelism.limit_for_launcher(HydraConfig.get().launcher)
     try:
-        return run(typed, cfg, Job.from_hydra())
+        return search.objective(run(typed, cfg, Job.from_hydra()))
     except UserError as e:
         _report(str(e), 1, multirun, e)
 

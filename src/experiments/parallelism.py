@@ -1,0 +1,85 @@
+"""Each parallel job's share of the CPU for TensorFlow's thread pools.
+
+TensorFlow sizes its intra-op and inter-op pools to every core it sees, so n jobs side
+by side would each start a full set of threads and fight over the cores. The share comes
+from the launcher's own settings, which Hydra hands to every job, and is fixed before
+TensorFlow's runtime starts: its pools are created once, on the first op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (an affinity mask or a container limit can be less
+    than the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _joblib_parallel_jobs(n_jobs: int | None, cores: int) -> int:
+    # joblib's convention: None is 1, -1 all cores, -2 all but one, ...
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+
+
+def threads_per_job(launcher: Mapping[str, Any] | None, cores: int) -> int | None:
+    """TensorFlow threads for one job of this launcher, or None when jobs run one at a
+    time (the basic launcher) and TensorFlow may use every core.
+
+    joblib runs n_jobs jobs at once on this machine: cores / n_jobs each, at least 1.
+    Ray reserves `num_cpus` per task (1 unless hydra.launcher.ray.remote sets it) on
+    whichever node runs it, and starts as many tasks as the node has CPUs: that many each.
+    """
+    if not launcher:
+        return None
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        return max(1, cores // _joblib_parallel_jobs(launcher.get("n_jobs"), cores))
+    if target.endswith("RayLauncher"):
+        remote = (launcher.get("ray") or {}).get("remote") or {}
+        return max(1, int(remote.get("num_cpus") or 1))
+    return None
+
+
+def limit_tensorflow_threads(threads: int) -> None:
+    """Both TensorFlow pools to `threads`, before its runtime starts. Imports TensorFlow."""
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # A worker process reused for a later job of the same sweep: its runtime already
+        # started with the share set by the first job, which is the same share.
+        log.debug("TensorFlow already started; its thread pools stay as they are")
+
+
+def limit_for_launcher(launcher: Mapping[str, Any] | None) -> int | None:
+    """Applies this job's share; returns it (None: no limit, one job at a time)."""
+    threads = threads_per_job(launcher, available_cores())
+    if threads is not None:
+        limit_tensorflow_threads(threads)
+    return threads
+
+
+def thread_tags() -> dict[str, str]:
+    """The pool sizes TensorFlow actually uses (0 is its default: every core)."""
+    import tensorflow as tf
+
+    return {
+        "tf_intra_op_threads": str(tf.config.threading.get_intra_op_parallelism_threads()),
+        "tf_inter_op_threads": str(tf.config.threading.get_inter_op_parallelism_threads()),
+    }
