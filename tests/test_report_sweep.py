@@ -8,7 +8,7 @@ from conftest import FAST, subprocess_env
 from experiments import report
 
 
-def test_report_of_a_real_sweep_lands_on_its_parent_run(workspace, tmp_path):
+def test_every_multirun_ends_with_its_report_on_the_parent_run(workspace):
     assert workspace.train("-m", *FAST, "activation=relu,selu") == 0
     runs = workspace.runs()
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
@@ -16,8 +16,9 @@ def test_report_of_a_real_sweep_lands_on_its_parent_run(workspace, tmp_path):
     assert len(children) == 2
 
     client = workspace.client()
-    html = report.log_sweep_report(client, parent.info.run_id, tmp_path / "report")
-    assert html is not None
+    # The sweep's output folder keeps the page built at the end of the multirun.
+    html = workspace.folder / "multirun" / "report" / "report.html"
+    assert html.is_file()
     text = html.read_text()
     for run_id in children:
         assert f'data-run-id="{run_id}"' in text
@@ -30,6 +31,13 @@ def test_report_of_a_real_sweep_lands_on_its_parent_run(workspace, tmp_path):
         # Runs without gradient diagnostics: the page says so instead of drawing empty axes.
         assert "No run carries gradient diagnostics" in text
         assert "report/depth_profiles.png" not in logged
+
+
+def test_log_sweep_report_rebuilds_a_sweeps_report_on_demand(workspace, tmp_path):
+    assert workspace.train("-m", *FAST, "training.epochs=1", "activation=relu,tanh") == 0
+    (parent,) = [r for r in workspace.runs() if r.data.tags.get("sweep") == "true"]
+    html = report.log_sweep_report(workspace.client(), parent.info.run_id, tmp_path / "again")
+    assert html == tmp_path / "again" / "report.html" and "activation (relu, tanh)" in html.read_text()
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ class MlflowSweepCallback(Callback):
                 "git_commit": tracking.git_commit(PROJECT_DIR),
             },
         )
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
         os.environ[SWEEP_PARENT_ENV] = self.recorder.run_id
         pass_env_to_jobs(config, SWEEP_PARENT_ENV, self.recorder.run_id)
         self._ended = False
@@ -101,6 +102,7 @@ class MlflowSweepCallback(Callback):
         try:
             counts = self.child_counts()
             self.recorder.log_metrics({f"children_{k.lower()}": v for k, v in counts.items()})
+            self._log_report()
             self.recorder.end(status)
         except Exception as e:  # the store may be the reason the sweep is ending
             log.error("could not close sweep parent run %s: %s", self.recorder.run_id, e)
@@ -111,6 +113,13 @@ class MlflowSweepCallback(Callback):
             status,
             ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n or k != "RUNNING"),
         )
+
+    def _log_report(self) -> None:
+        """The sweep's comparison page, on the parent run (where the MLflow UI opens it)
+        and in the sweep's output folder; a failed sweep gets one too."""
+        from experiments.report import log_sweep_report
+
+        log_sweep_report(self.recorder.client, self.recorder.run_id, self.sweep_dir / "report")
 
     def child_counts(self) -> dict[str, int]:
         """Children by status, and jobs skipped because their config had FINISHED before."""

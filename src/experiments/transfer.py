@@ -24,6 +24,7 @@ from experiments import training
 from experiments.config import Config, first_unfrozen_block
 from experiments.data import Splits
 from experiments.models import build_model, hidden_stack
+from experiments.resilient_recorder import ResilientRecorder
 from experiments.tracking import RunRecorder
 from experiments.transfer_tasks import Tasks, split_tasks
 
@@ -123,16 +124,21 @@ class Study:
     @contextmanager
     def child(self, name: str) -> Iterator[RunRecorder]:
         """A nested run; an error inside ends it FAILED (KILLED on interrupt), then rises."""
-        recorder = RunRecorder.start(
-            self.parent.client,
-            self.experiment_id,
-            name,
-            self.tags | {"study_phase": name},
-            self.parent.run_id,
+        folder = self.output_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        # Like the study's own run: a store that fails mid-study costs records, not training.
+        recorder = ResilientRecorder(
+            RunRecorder.start(
+                self.parent.client,
+                self.experiment_id,
+                name,
+                self.tags | {"study_phase": name},
+                self.parent.run_id,
+            ),
+            folder,
         )
         self.parent.set_tags({f"run_id.{name}": recorder.run_id})
-        self._folders[recorder.run_id] = self.output_dir / name
-        self._folders[recorder.run_id].mkdir(parents=True, exist_ok=True)
+        self._folders[recorder.run_id] = folder
         try:
             yield recorder
         except KeyboardInterrupt as e:
