@@ -118,7 +118,6 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
         "host": platform.node(),  # where output_dir is, when jobs run on several machines
         resume.HASH_TAG: digest,
     }
-    tags |= parallelism.thread_tags()
     recorder = tracking.RunRecorder.start(
         client,
         experiment_id,
@@ -136,6 +135,8 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
     try:
         with sigterm_as_interrupt():
             splits = data_module.load(cfg.data)
+            # After the data: a file that cannot be read fails before TensorFlow's start-up.
+            recorder.set_tags(parallelism.thread_tags())
             if cfg.transfer.name is TransferName.study:
                 from experiments.transfer import run_study
 
