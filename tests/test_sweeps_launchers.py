@@ -63,9 +63,11 @@ def test_parallel_jobs_share_the_cores_and_fail_alone(tmp_path):
     assert parent.data.metrics["children_failed"] == 3
     assert "1 finished, 3 failed" in output
 
+    # The jobs that reached training (the others stopped at the data, before TensorFlow).
+    trained = [r for r in runs if r.data.params["data.name"] == "synthetic"]
     share = str(max(1, available_cores() // 2))
-    assert {r.data.tags["tf_intra_op_threads"] for r in runs} == {share}
-    assert {r.data.tags["tf_inter_op_threads"] for r in runs} == {share}
+    assert {r.data.tags["tf_intra_op_threads"] for r in trained} == {share}
+    assert {r.data.tags["tf_inter_op_threads"] for r in trained} == {share}
 
 
 def test_load_on_a_fresh_sqlite_store_loses_nothing(tmp_path):
