@@ -56,6 +56,10 @@ def test_rerunning_a_sweep_runs_only_what_has_not_finished(workspace):
     assert parent.data.metrics["children_finished"] == 1
     skipped_for = {v for k, v in parent.data.tags.items() if k.startswith(SKIPPED_TAG_PREFIX)}
     assert skipped_for == first
+    # The resumed sweep's report stands the earlier runs in for the skipped jobs.
+    report_rows = (workspace.folder / "multirun" / "report" / "runs.csv").read_text()
+    for run_id in first | {new[0].info.run_id}:
+        assert run_id in report_rows
 
     # The flag turns it off: the same jobs run again.
     assert workspace.train(*sweep, "tracking.skip_finished=false") == 0

@@ -152,10 +152,26 @@ def select_runs(
         for run in _search_all(client, experiment_id, " and ".join(filters))
         if run.data.tags.get(SWEEP_PARENT_TAG) != "true"
     ]
+    if parent_run_id:
+        runs += _stand_ins(client, parent, filter_string)
     if not runs:
         raise ReportError(f"no runs to report: {source} has none in {client.tracking_uri}")
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     return Selection(read_runs(client, runs), source, experiment_name, parent_run_id)
+
+
+def _stand_ins(client: MlflowClient, parent: Run, filter_string: str | None) -> list[Run]:
+    """The earlier FINISHED runs that a resumed sweep skipped instead of re-running (its
+    parent's `skipped.<config hash>` tags name them): they are the sweep's results too."""
+    from experiments.resume import SKIPPED_TAG_PREFIX
+
+    ids = sorted({v for k, v in parent.data.tags.items() if k.startswith(SKIPPED_TAG_PREFIX)})
+    if not ids:
+        return []
+    if filter_string:  # MLflow's filter grammar has no parentheses: filter here instead
+        kept = {r.info.run_id for r in _search_all(client, parent.info.experiment_id, filter_string)}
+        ids = [run_id for run_id in ids if run_id in kept]
+    return [client.get_run(run_id) for run_id in ids]
 
 
 def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
