@@ -37,7 +37,9 @@ def test_log_sweep_report_rebuilds_a_sweeps_report_on_demand(workspace, tmp_path
     assert workspace.train("-m", *FAST, "training.epochs=1", "activation=relu,tanh") == 0
     (parent,) = [r for r in workspace.runs() if r.data.tags.get("sweep") == "true"]
     html = report.log_sweep_report(workspace.client(), parent.info.run_id, tmp_path / "again")
-    assert html == tmp_path / "again" / "report.html" and "activation (relu, tanh)" in html.read_text()
+    assert (
+        html == tmp_path / "again" / "report.html" and "activation (relu, tanh)" in html.read_text()
+    )
 
 
 @pytest.mark.slow

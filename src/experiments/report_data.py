@@ -169,7 +169,9 @@ def _stand_ins(client: MlflowClient, parent: Run, filter_string: str | None) -> 
     if not ids:
         return []
     if filter_string:  # MLflow's filter grammar has no parentheses: filter here instead
-        kept = {r.info.run_id for r in _search_all(client, parent.info.experiment_id, filter_string)}
+        kept = {
+            r.info.run_id for r in _search_all(client, parent.info.experiment_id, filter_string)
+        }
         ids = [run_id for run_id in ids if run_id in kept]
     return [client.get_run(run_id) for run_id in ids]
 
