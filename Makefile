@@ -11,6 +11,12 @@ endif
 ARGS ?=
 # Options of the report, e.g. make report REPORT_ARGS="--parent-run <run id>"
 REPORT_ARGS ?=
+# `make study`: every study of the reference notebook as one sweep, then one report of
+# them all. STUDY_EPOCHS=2 shortens every study (model A's training too); STUDY_ARGS adds
+# overrides, e.g. STUDY_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2".
+STUDY_PRESETS := leaky_relu,prelu,elu,selu_deep,relu_deep,batchnorm_after,batchnorm_before,clip_value,clip_norm,transfer
+STUDY_EPOCHS ?=
+STUDY_ARGS ?=
 # `make server`: a shared MLflow tracking server (runs: tracking=server). Loopback only
 # unless SERVER_HOST says otherwise; SERVER_STORE may be a PostgreSQL URI.
 SERVER_HOST ?= 127.0.0.1
@@ -18,7 +24,7 @@ SERVER_PORT ?= 5001
 SERVER_STORE ?= sqlite:///$(CURDIR)/tracking-server/mlflow.db
 SERVER_ARTIFACTS ?= $(CURDIR)/tracking-server/artifacts
 
-.PHONY: setup train test test-fast lint bench ui server clean
+.PHONY: setup train study test test-fast lint bench ui server clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +36,13 @@ $(VENV)/.installed: pyproject.toml
 
 train: setup
 	$(BIN)/python -m experiments.train $(ARGS)
+
+# Runs land in experiment notebook-study; the page: multirun/study/report/report.html (and
+# on the sweep's parent run). Re-running skips the studies that already finished.
+study: setup
+	$(BIN)/python -m experiments.train -m experiment=$(STUDY_PRESETS) \
+		tracking.experiment=notebook-study hydra.sweep.dir=multirun/study \
+		$(if $(STUDY_EPOCHS),training.epochs=$(STUDY_EPOCHS)) $(STUDY_ARGS)
 
 test: setup
 	$(BIN)/pytest -q

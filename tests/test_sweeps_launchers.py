@@ -62,6 +62,10 @@ def test_parallel_jobs_share_the_cores_and_fail_alone(tmp_path):
     assert parent.data.metrics["children_finished"] == 1
     assert parent.data.metrics["children_failed"] == 3
     assert "1 finished, 3 failed" in output
+    # A sweep that ended on a raising job still gets its report (built at exit).
+    assert "report/report.html" in {
+        a.path for a in client.list_artifacts(parent.info.run_id, "report")
+    }
 
     # The jobs that reached training (the others stopped at the data, before TensorFlow).
     trained = [r for r in runs if r.data.params["data.name"] == "synthetic"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -197,8 +198,18 @@ def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) ->
 
 
 def read_runs(client: MlflowClient, runs: list[Run]) -> list[RunSummary]:
+    if sys.is_finalizing() or _threads_shut_down():
+        # The report of a sweep that ended on an error is built at interpreter exit,
+        # where no thread pool may start: read one run after another.
+        return [read_run(client, run) for run in runs]
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         return list(pool.map(lambda run: read_run(client, run), runs))
+
+
+def _threads_shut_down() -> bool:
+    import concurrent.futures.thread as pool_module
+
+    return bool(getattr(pool_module, "_shutdown", False))
 
 
 def read_run(client: MlflowClient, run: Run) -> RunSummary:
