@@ -179,6 +179,15 @@ class TrackingConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    # Per-layer gradient/activation probe and the training step's gradient check.
+    enabled: bool = True
+    every_n_epochs: int = 1
+    probe_size: int = 512
+    plots: bool = True
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -189,6 +198,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     training: TrainingConfig = MISSING
     tracking: TrackingConfig = MISSING
+    diagnostics: DiagnosticsConfig = MISSING
 
 
 def register_schemas() -> None:
@@ -315,6 +325,9 @@ def check(cfg: Config) -> Config:
     _at_least("training.steps_per_epoch", train.steps_per_epoch, 1)
     if train.verbose not in (0, 1, 2):
         _fail("training.verbose", train.verbose, "one of 0, 1, 2")
+
+    _at_least("diagnostics.every_n_epochs", cfg.diagnostics.every_n_epochs, 1)
+    _at_least("diagnostics.probe_size", cfg.diagnostics.probe_size, 1)
 
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
