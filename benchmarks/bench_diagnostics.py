@@ -9,8 +9,10 @@ after every epoch (its one-off compilation included), its MLflow metrics, and th
 training step's global norm and finite check. Writing diagnostics.json and the plots
 happens once after training and is reported apart.
 
-On and off alternate (off, on, off, on, ...) and the fastest repeat of each is kept, which
-damps the noise of a shared machine; process CPU time is printed beside wall time.
+Off, on, and on without the training step's norm (`diagnostics.step_norm=false`: the
+probes alone) alternate, and the fastest repeat of each is kept, which damps the noise
+of a shared machine; process CPU time is printed beside wall time. BENCH_DIAG_THREADS=1
+runs TensorFlow on one thread, which makes the comparison steadier under load.
 
 Real Fashion-MNIST when FASHION_MNIST_DIR is set, else synthetic images of the same shape
 and count. Each fit runs as many epochs as its preset (10 and 5), so one-off costs (the
@@ -25,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -75,6 +77,10 @@ def _config(net: Net, epochs: int | None, steps: int | None) -> Config:
         return validate(compose("config", overrides=overrides))
 
 
+OFF, ON, PROBES_ONLY = "diagnostics off", "diagnostics on", "on, step_norm=false"
+MODES = (OFF, ON, PROBES_ONLY)
+
+
 @dataclass
 class Timing:
     wall: float
@@ -83,7 +89,7 @@ class Timing:
     probe_seconds: list[float] = field(default_factory=list)
 
 
-def _fit_once(cfg: Config, splits, diagnostics_on: bool, store: Path) -> Timing:
+def _fit_once(cfg: Config, splits, mode: str, store: Path) -> Timing:
     from mlflow.tracking import MlflowClient
 
     from experiments import diagnostics, tracking
@@ -107,12 +113,12 @@ def _fit_once(cfg: Config, splits, diagnostics_on: bool, store: Path) -> Timing:
 
     wall, cpu = time.perf_counter(), time.process_time()
     diag = None
-    if diagnostics_on:
+    if mode != OFF:
         diag = diagnostics.setup(
             model,
             splits.x_val,
             splits.y_val,
-            cfg.diagnostics,
+            replace(cfg.diagnostics, step_norm=mode == ON),
             cfg.activation.name.value,
             cfg.training.seed,
             recorder.log_metrics,
@@ -143,46 +149,60 @@ def bench_net(key: str, epochs: int | None, steps: int | None, repeats: int) -> 
     cfg = _config(net, epochs, steps)
     epochs = cfg.training.epochs
     splits = data.load(cfg.data)
-    runs: dict[bool, list[Timing]] = {False: [], True: []}
+    runs: dict[str, list[Timing]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as store:
-        # Unmeasured warm-up of both paths: the process's own first-use costs would
+        # Unmeasured warm-up of every path: the process's own first-use costs would
         # otherwise land on whichever fit comes first.
         warm_up = _config(net, 1, 20)
-        for on in (False, True):
-            _fit_once(warm_up, splits, on, Path(store))
+        for mode in MODES:
+            _fit_once(warm_up, splits, mode, Path(store))
         for _ in range(repeats):
-            for on in (False, True):
-                runs[on].append(_fit_once(cfg, splits, on, Path(store)))
-    off = min(runs[False], key=lambda t: t.wall)
-    on = min(runs[True], key=lambda t: t.wall)
-    cost = on.wall / off.wall - 1
-    cost_cpu = on.cpu / min(t.cpu for t in runs[False]) - 1
+            for mode in MODES:
+                runs[mode].append(_fit_once(cfg, splits, mode, Path(store)))
+    best = {mode: min(runs[mode], key=lambda t: t.wall) for mode in MODES}
+    off = best[OFF]
+    cost = best[ON].wall / off.wall - 1
     steps_text = f"{steps} steps each" if steps else "full epochs"
     verdict = "within" if cost <= net.target else "OVER"
-    probes = on.probe_seconds
-    print(
+    probes = best[ON].probe_seconds
+    lines = [
         f"{net.name}, {cfg.data.name.value}: {epochs} epochs ({steps_text}, "
-        f"batch {cfg.training.batch_size}), best of {repeats}\n"
-        f"  epoch time, diagnostics off: {off.wall / epochs:6.2f} s  (cpu {off.cpu / epochs:.2f} s)\n"
-        f"  epoch time, diagnostics on:  {on.wall / epochs:6.2f} s  (cpu {on.cpu / epochs:.2f} s)\n"
+        f"batch {cfg.training.batch_size}), best of {repeats}"
+    ]
+    for mode in MODES:
+        t = best[mode]
+        extra = "" if mode == OFF else f"  {100 * (t.wall / off.wall - 1):+5.1f}%"
+        cpu = "" if mode == OFF else f", {100 * (t.cpu / off.cpu - 1):+.1f}%"
+        lines.append(
+            f"  epoch time, {mode:<26} {t.wall / epochs:6.2f} s{extra}"
+            f"   (cpu {t.cpu / epochs:.2f} s{cpu})"
+        )
+    lines += [
         f"  DIAGNOSTICS COST: {100 * cost:+.1f}% of epoch time ({verdict} the "
-        f"{100 * net.target:.0f}% target); cpu time {100 * cost_cpu:+.1f}%\n"
+        f"{100 * net.target:.0f}% target)",
         f"  probe: {len(probes)} calls, first (compiles) {probes[0]:.2f} s, "
-        f"then {sum(probes[1:]) / max(1, len(probes) - 1):.3f} s each\n"
-        f"  after training, once: diagnostics.json + plots + upload {on.artifacts:.2f} s\n"
-        f"  every repeat (wall s): off {', '.join(f'{t.wall:.1f}' for t in runs[False])}"
-        f" | on {', '.join(f'{t.wall:.1f}' for t in runs[True])}",
-        flush=True,
-    )
+        f"then {sum(probes[1:]) / max(1, len(probes) - 1):.3f} s each",
+        f"  after training, once: diagnostics.json + plots + upload {best[ON].artifacts:.2f} s",
+        "  every repeat (wall s): "
+        + " | ".join(f"{m}: {', '.join(f'{t.wall:.1f}' for t in runs[m])}" for m in MODES),
+    ]
+    print("\n".join(lines), flush=True)
     return cost
 
 
 def main() -> None:
+    if os.environ.get("BENCH_DIAG_THREADS"):
+        import tensorflow as tf
+
+        threads = int(os.environ["BENCH_DIAG_THREADS"])
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     epochs = int(os.environ["BENCH_DIAG_EPOCHS"]) if os.environ.get("BENCH_DIAG_EPOCHS") else None
     steps = int(os.environ["BENCH_DIAG_STEPS"]) if os.environ.get("BENCH_DIAG_STEPS") else None
     repeats = int(os.environ.get("BENCH_DIAG_REPEATS", "2"))
     nets = os.environ.get("BENCH_DIAG_NETS", "mlp,selu_deep").split(",")
-    print(f"gradient diagnostics on vs off ({os.cpu_count()} cpus)", flush=True)
+    threads = os.environ.get("BENCH_DIAG_THREADS", "TensorFlow's default")
+    print(f"gradient diagnostics on vs off ({os.cpu_count()} cpus, threads: {threads})", flush=True)
     for key in nets:
         bench_net(key.strip(), epochs, steps, repeats)
 

@@ -15,6 +15,7 @@ def test_on_by_default_with_a_512_image_probe_every_epoch():
     assert cfg.diagnostics.every_n_epochs == 1
     assert cfg.diagnostics.probe_size == 512
     assert cfg.diagnostics.plots is True
+    assert cfg.diagnostics.step_norm is True
 
 
 def test_switched_off_and_tuned_from_the_command_line():

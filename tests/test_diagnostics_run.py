@@ -95,6 +95,14 @@ def test_diagnostics_can_be_switched_off(workspace):
     assert workspace.client().list_artifacts(run.info.run_id, "diagnostics") == []
 
 
+def test_step_norm_off_keeps_the_probes_only(workspace):
+    assert workspace.train(*FAST, "diagnostics.step_norm=false") == 0
+    (run,) = workspace.runs()
+    metrics = run.data.metrics
+    assert "grad/signal_std/layer_01" in metrics and "grad/depth_ratio" in metrics
+    assert not any(k.startswith("grad/global_norm") for k in metrics)
+
+
 def test_an_exploding_run_ends_failed_naming_the_epoch_and_layer(workspace):
     assert workspace.train(*FAST, *EXPLODING) == 0
     (run,) = workspace.runs()

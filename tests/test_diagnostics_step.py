@@ -21,15 +21,22 @@ from experiments.config import (
     TrainingConfig,
 )
 from experiments.models import build_model
-from experiments.step_monitor import MonitoredSequential, StepMonitor, locate_failure
+from experiments.step_monitor import (
+    MonitoredSequential,
+    StepFailure,
+    StepMonitor,
+    locate_failure,
+)
 
 
-def make_model(hidden=(16, 12), normalization=None, steps_per_execution=4, optimizer=None):
+def make_model(
+    hidden=(16, 12), normalization=None, steps_per_execution=4, optimizer=None, activation="relu"
+):
     training.seed_everything(3)
     model = build_model(
         ModelConfig(hidden=list(hidden)),
         InitConfig(InitName.he_normal),
-        ActivationConfig(ActivationName.relu),
+        ActivationConfig(ActivationName(activation)),
         normalization or NormalizationConfig(),
         (6, 6),
         4,
@@ -89,19 +96,52 @@ def test_global_norm_is_the_raw_gradient_norm_of_each_step():
 def test_first_non_finite_step_is_skipped_and_updates_stop_mid_execution():
     x, y = data(160)
     x[5 * 16 + 3, 2, 2] = np.nan  # batch 5 of 10 carries a NaN pixel
-    model = make_model(steps_per_execution=8)  # the NaN lands inside the first execution
+    # tanh: a NaN input makes the loss NaN. (With ReLU, the fused MatMul+ReLU kernel of
+    # the compiled step maps NaN to 0: the loss stays finite, the gradient does not.)
+    model = make_model(steps_per_execution=8, activation="tanh")  # NaN inside the 1st call
     monitor = StepMonitor()
     model.attach_monitor(monitor)
-    healthy = make_model(steps_per_execution=8)  # the same start, trained on batches 0-4
+    healthy = make_model(steps_per_execution=8, activation="tanh")  # trained on batches 0-4
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     healthy.fit(x[:80], y[:80], batch_size=16, epochs=1, shuffle=False, verbose=0)
 
-    failure = monitor.failure(model)
-    assert (failure.step, failure.where, failure.block) == (5, "forward", 1)
+    assert (monitor.failure.step, monitor.failure.where) == (5, "forward")
+    assert model.stop_training
     assert int(monitor.steps.numpy()) == 5
     for a, b in zip(weights(healthy), weights(model), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert all(np.isfinite(w).all() for w in weights(model))
+
+
+def test_a_non_finite_gradient_is_located_by_the_step_itself():
+    # Block 2's output is scaled down by 1e-20 and block 3 scales it back up by 1e20: the
+    # forward pass and the loss stay ordinary, but dL/ds_2 is multiplied by 1e20, so
+    # block 2's squared gradient norm overflows while blocks 3 and 4 (reached earlier)
+    # and block 1 (reached through the tiny kernel of block 2) stay finite.
+    x, y = data(64)
+    model = make_model(hidden=(10, 10, 10, 10), steps_per_execution=2)
+    monitor = StepMonitor()
+    model.attach_monitor(monitor)
+    for name, scale in (("hidden_02", 1e-20), ("hidden_03", 1e20)):
+        kernel = model.get_layer(name).kernel
+        kernel.assign(kernel.numpy() * np.float32(scale))
+    assert np.isfinite(model.evaluate(x, y, verbose=0)).all()
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert monitor.failure == StepFailure(step=0, where="backward", block=2)
+    assert model.stop_training
+    assert int(monitor.steps.numpy()) == 0 and monitor.epoch_norms() is None
+    squared = monitor.failed_squared.numpy()
+    assert not np.isfinite(squared[monitor.variable_paths.index("mlp/hidden_02/kernel")])
+    assert np.isfinite(squared[monitor.variable_paths.index("mlp/hidden_03/kernel")])
+
+
+def test_other_errors_of_the_training_step_are_not_swallowed():
+    x, y = data(64)
+    y[3] = 9  # a label outside the 4 classes
+    model = make_model()
+    model.attach_monitor(StepMonitor())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
 def test_forward_overflow_is_located_at_the_first_non_finite_block():
@@ -149,3 +189,21 @@ def test_saved_model_loads_with_safe_loading(tmp_path):
     assert len(loaded.weights) == len(model.weights)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)  # trains without a monitor
+
+
+def test_under_xla_a_non_finite_step_still_stops_training():
+    # XLA compiles check_numerics away; the guard then reads the failure from the norm sum.
+    x, y = data(64)
+    x[40, 1, 1] = np.nan
+    model = make_model(activation="tanh")
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        optimizer=keras.optimizers.SGD(0.05),
+        steps_per_execution=2,
+        jit_compile=True,
+    )
+    monitor = StepMonitor()
+    model.attach_monitor(monitor)
+    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    assert monitor.failure is not None and monitor.failure.where == "forward"
+    assert model.optimizer.iterations.numpy() == 4  # stopped after the second call

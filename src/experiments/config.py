@@ -185,6 +185,9 @@ class DiagnosticsConfig:
     every_n_epochs: int = 1
     probe_size: int = 512
     plots: bool = True
+    # The training step's global norm and finite check; off: Keras' own step and the
+    # per-call loss check only (the norm reads every gradient at every step).
+    step_norm: bool = True
 
 
 @dataclass

@@ -34,7 +34,12 @@ import numpy as np
 import tensorflow as tf
 
 from experiments.config import DiagnosticsConfig
-from experiments.step_monitor import MonitoredSequential, StepMonitor, block_of_layer
+from experiments.step_monitor import (
+    MonitoredSequential,
+    StepMonitor,
+    block_of_layer,
+    locate_failure,
+)
 from experiments.training import Outcome
 
 log = logging.getLogger(__name__)
@@ -272,8 +277,8 @@ class DiagnosticsRecord:
 
 class DiagnosticsCallback(keras.callbacks.Callback):
     """Probes at the start (step 0 = before any update), after every n-th epoch and after
-    the last one; logs the training step's norms each epoch; stops training at the
-    training step's first non-finite value (checked after every compiled call)."""
+    the last one; logs the training step's norms each epoch; turns the training step's
+    non-finite stop into a failure record naming the epoch and, when known, the layer."""
 
     def __init__(
         self,
@@ -291,7 +296,6 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.every_n_epochs = every_n_epochs
         self.monitor = monitor
         self.step_offset = step_offset
-        self._epoch = 0
         self._epochs_done = 0
         self.probe_seconds: list[float] = []  # wall time of each probe (the first compiles)
 
@@ -309,27 +313,8 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.run_probe(self.step_offset)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
         if self.monitor is not None:
             self.monitor.reset_epoch()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.monitor is None or self.record.failure is not None:
-            return
-        failure = self.monitor.failure(self.model)
-        if failure is None:
-            return
-        epoch = self._epoch + self.step_offset
-        layer = f" in hidden block {failure.block}" if failure.block else ""
-        what = "loss (forward pass)" if failure.where == "forward" else "gradient"
-        self.record.failure = {
-            "epoch": epoch,
-            "step": failure.step,
-            "where": failure.where,
-            "layer": failure.block,
-            "reason": f"non-finite {what} at epoch {epoch}, step {failure.step}{layer}",
-        }
-        self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + self.step_offset
@@ -338,8 +323,29 @@ class DiagnosticsCallback(keras.callbacks.Callback):
             norms = self.monitor.epoch_norms()
             if norms is not None:
                 self.log_metrics(self.record.add_epoch_norms(step, norms), step)
+            if self.monitor.failure is not None and self.record.failure is None:
+                self.record.failure = self._failure(step)
         if (epoch + 1) % self.every_n_epochs == 0:
             self.run_probe(step + 1)
+
+    def _failure(self, epoch: int) -> dict:
+        """The step's failure. A non-finite gradient names its layer itself; a non-finite
+        loss is located by re-running a step on the probe batch with the weights it left
+        unchanged (the failing batch is gone; a blow-up of the weights shows on any)."""
+        failure = self.monitor.failure
+        layer = failure.block
+        if failure.where == "forward":
+            where, block = locate_failure(self.model, self.probe.x, self.probe.y)
+            layer = block if where == "forward" else None
+        what = "loss (forward pass)" if failure.where == "forward" else "gradient norm"
+        place = f"; first in hidden block {layer}" if layer else "; layer not found"
+        return {
+            "epoch": epoch,
+            "step": failure.step,
+            "where": failure.where,
+            "layer": layer,
+            "reason": f"non-finite {what} at epoch {epoch}, step {failure.step}{place}",
+        }
 
     def on_train_end(self, logs=None):
         # The last state is always probed, whatever every_n_epochs says.
@@ -404,13 +410,13 @@ def setup(
     x, y = probe_batch(x_val, y_val, cfg.probe_size, seed)
     probe = Probe(model, x, y, activation)
     monitor = None
-    if isinstance(model, MonitoredSequential):
-        monitor = StepMonitor(tf.as_dtype(x_val.dtype), tf.as_dtype(y_val.dtype))
+    if cfg.step_norm and isinstance(model, MonitoredSequential):
+        monitor = StepMonitor()
         model.attach_monitor(monitor)
-    else:
+    elif cfg.step_norm:
         log.warning(
-            "%s has no monitored training step: no global gradient norm, no "
-            "step-level finite check",
+            "%s has no monitored training step: no global gradient norm, no step-level "
+            "finite check",
             type(model).__name__,
         )
     record = DiagnosticsRecord(

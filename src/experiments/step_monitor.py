@@ -4,33 +4,43 @@ Keras 3 has no hook between computing the gradients and applying them, so
 `MonitoredSequential` overrides `train_step`. With no `StepMonitor` attached it runs
 Keras' own step unchanged; with one attached, every step also
 
-- adds the global gradient norm, taken before the optimizer clips, to per-epoch sums
-  (a sum of one squared norm per variable: the cheapest exact form in a TF graph);
-- checks the loss and that norm for finiteness. The first non-finite step is not
-  applied, nor is any later one (updates stop at once, even in the middle of a
-  `steps_per_execution` call), and its batch is kept.
+- adds the global gradient norm, taken before the optimizer clips, to the epoch's sum
+  and maximum (one squared norm per variable: the cheapest exact form in a TF graph);
+- checks the loss (`check_numerics`). The update and the loss metric wait on that
+  check, so a step with a non-finite loss is not applied. The loss is known before
+  back-propagation starts, so this holds nothing up;
+- checks the global norm; its per-variable squared norms are kept at every step, so a
+  failing check leaves behind where back-propagation overflowed. The update does not
+  wait on this check: making 100 layers' updates wait for the whole gradient's norm
+  cost the 100-layer net a fifth of its step time, which Keras otherwise overlaps with
+  back-propagation; so the failing step's own update may have been applied.
 
-Once training has stopped, `locate_failure` re-runs that batch eagerly on the unchanged
-weights to find where the non-finite value first appeared: in the forward pass, the
-first hidden block (from the input) whose output is non-finite; in the backward pass,
-the first hidden block back-propagation reached (from the output) whose gradient is
-non-finite or whose squared norm overflows float32. Doing that after the fact keeps the
-compiled step small: healthy steps pay for the norm and one scalar check alone, and
-tracing the step costs hardly more than tracing Keras' own.
+A failing check aborts the compiled call, even in the middle of a `steps_per_execution`
+call, so no later step runs; the model's guarded train function turns that error into
+a clean stop (`stop_training`) and the monitor records the step and which check failed.
+
+Where a non-finite loss came from is found afterwards by `locate_failure`, eagerly, on
+the unchanged weights: the first hidden block, from the input, whose output is
+non-finite.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.losses import loss as loss_module
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 # Layers belonging to hidden block NN: hidden_NN (Dense), hidden_NN_bn, hidden_NN_act.
 _BLOCK_LAYER = re.compile(r"^hidden_(\d+)(?:_[a-z]+)?$")
+# Messages of the two checks, found again in the error they raise.
+NON_FINITE_LOSS = "gradient_lab: non-finite loss"
+NON_FINITE_GRADIENT = "gradient_lab: non-finite gradient norm"
 
 
 def block_of_layer(name: str) -> int:
@@ -45,74 +55,93 @@ def block_of_variable(path: str) -> int:
     return block_of_layer(parts[-2]) if len(parts) >= 2 else 0
 
 
+def first_block_back_propagation_broke(paths: list[str], squared: np.ndarray) -> int | None:
+    """Back-propagation runs from the output: the highest-numbered hidden block with a
+    non-finite squared gradient norm. When every one is finite (their sum overflowed),
+    the block of the largest one."""
+    blocks = [block_of_variable(p) for p in paths]
+    bad = [b for b, s in zip(blocks, squared, strict=True) if not np.isfinite(s) and b]
+    if bad:
+        return max(bad)
+    if not len(squared):
+        return None
+    return blocks[int(np.argmax(squared))] or None
+
+
 @dataclass
 class StepFailure:
-    """The first non-finite step of an epoch: where it appeared (`forward` = the loss,
-    `backward` = a gradient) and the hidden block (None when no hidden block is to blame)."""
+    """The first non-finite step: its index in the epoch, where it appeared (`forward` =
+    the loss, `backward` = the gradient) and, for the gradient, its hidden block."""
 
     step: int
     where: str
-    block: int | None
+    block: int | None = None
 
 
 class StepMonitor:
-    """Per-epoch accumulators the training step writes, and the batch of its first
-    non-finite step. Plain tf.Variables, so that they are neither model weights (saved
+    """The epoch's gradient-norm sum and maximum, which the training step writes, and
+    the failure its guard records. Plain tf.Variables: neither model weights (saved
     with the model) nor Keras metrics (which `evaluate`, run inside `fit` for
     validation, would reset before an epoch-end callback reads them)."""
 
-    def __init__(self, input_dtype: tf.DType = tf.float32, label_dtype: tf.DType = tf.int32):
-        self.norm_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-        self.norm_max = tf.Variable(0.0, dtype=tf.float32, trainable=False)
-        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.failed = tf.Variable(False, trainable=False)
-        self.failed_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
-        # Any shape: the failing batch, kept to find the failing layer after the fact.
-        self.failed_x = tf.Variable(
-            tf.zeros([0], input_dtype), shape=tf.TensorShape(None), trainable=False
-        )
-        self.failed_y = tf.Variable(
-            tf.zeros([0], label_dtype), shape=tf.TensorShape(None), trainable=False
-        )
+    def __init__(self) -> None:
+        # Norms / sqrt(2): sqrt(sum of l2_loss) saves a multiplication per step.
+        self.half_norm_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        self.half_norm_max = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False)  # steps checked finite
+        self.failed_squared: tf.Variable | None = None  # sized by `bind`
+        self.variable_paths: list[str] = []
+        self.failure: StepFailure | None = None
+
+    def bind(self, weights: list) -> None:
+        """Room for one squared norm per trainable variable (the list changes when
+        layers are frozen or unfrozen, and Keras then builds a new train function)."""
+        self.variable_paths = [w.path for w in weights]
+        self.failed_squared = tf.Variable(tf.zeros([len(weights)]), trainable=False)
 
     def reset_epoch(self) -> None:
         """Start the epoch's sums afresh; a failure stays recorded until `clear_failure`."""
-        self.norm_sum.assign(0.0)
-        self.norm_max.assign(0.0)
+        self.half_norm_sum.assign(0.0)
+        self.half_norm_max.assign(0.0)
         self.steps.assign(0)
 
     def clear_failure(self) -> None:
-        self.failed.assign(False)
-        self.failed_step.assign(-1)
+        self.failure = None
 
     def epoch_norms(self) -> dict[str, float] | None:
-        """Mean and max global gradient norm over the epoch's applied steps."""
+        """Mean and max global gradient norm over the epoch's steps (up to a failure)."""
         steps = int(self.steps.numpy())
         if steps == 0:
             return None
         return {
-            "mean": float(self.norm_sum.numpy()) / steps,
-            "max": float(self.norm_max.numpy()),
+            "mean": math.sqrt(2.0) * float(self.half_norm_sum.numpy()) / steps,
+            "max": math.sqrt(2.0) * float(self.half_norm_max.numpy()),
         }
 
-    def failure(self, model: keras.Model) -> StepFailure | None:
-        """The recorded failure, located by re-running its batch on the model's weights,
-        which are still those the failing step saw (it was not applied)."""
-        if not bool(self.failed.numpy()):
-            return None
-        where, block = locate_failure(model, self.failed_x.numpy(), self.failed_y.numpy())
-        return StepFailure(int(self.failed_step.numpy()), where, block)
+    def record_failure(self, message: str) -> bool:
+        """Record the failure a check's error message names; False if it names none."""
+        if NON_FINITE_LOSS in message:
+            where, block = "forward", None
+        elif NON_FINITE_GRADIENT in message:
+            where = "backward"
+            # Halves of the squared norms: enough to tell finite from not, and the largest.
+            squared = self.failed_squared.numpy() if self.failed_squared is not None else []
+            block = first_block_back_propagation_broke(self.variable_paths, squared)
+        else:
+            return False
+        if self.failure is None:
+            self.failure = StepFailure(int(self.steps.numpy()), where, block)
+        return True
 
 
-def locate_failure(model: keras.Model, x, y) -> tuple[str, int | None]:
-    """Where a non-finite value first appears in one training step on (x, y).
+def locate_failure(model: keras.Model, x, y) -> tuple[str | None, int | None]:
+    """Where a non-finite value appears in one training step on (x, y), if it does.
 
-    Forward (the loss is non-finite): the first hidden block, from the input, whose
-    output is non-finite. Backward (finite loss): back-propagation runs from the output,
-    so the highest-numbered hidden block whose gradient is non-finite or whose squared
-    norm overflows. Falls back to the backward rule when no hidden output is non-finite.
-    Runs eagerly, once per failed run; training-mode state (BN moving statistics) is
-    restored afterwards.
+    Returns ("forward", block) when the loss is non-finite: the first hidden block, from
+    the input, whose output is non-finite; ("backward", block) when only the gradient
+    is (see `first_block_back_propagation_broke`); (None, None) when the step is
+    finite. The block is None when no hidden block is to blame. Runs eagerly;
+    training-mode state (BN moving statistics) is restored afterwards.
     """
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
     state = [(v, v.numpy()) for v in model.non_trainable_variables]
@@ -132,17 +161,13 @@ def locate_failure(model: keras.Model, x, y) -> tuple[str, int | None]:
     finally:
         for variable, value in state:
             variable.assign(value)
-    backward_block = max(
-        (
-            block_of_variable(w.path)
-            for w, g in zip(weights, gradients, strict=True)
-            if g is not None and not np.isfinite(float(tf.nn.l2_loss(g)) * 2.0)
-        ),
-        default=0,
-    )
     if not bool(tf.math.is_finite(loss)):
-        return "forward", forward_block or backward_block or None
-    return "backward", backward_block or None
+        return "forward", forward_block
+    pairs = [(w.path, g) for w, g in zip(weights, gradients, strict=True) if g is not None]
+    squared = np.array([float(tf.nn.l2_loss(g)) * 2.0 for _, g in pairs])
+    if np.isfinite(squared.sum()):
+        return None, None
+    return "backward", first_block_back_propagation_broke([p for p, _ in pairs], squared)
 
 
 @keras.saving.register_keras_serializable(package="gradient_lab")
@@ -159,12 +184,46 @@ class MonitoredSequential(keras.Sequential):
         self._step_monitor = monitor
         self.train_function = None  # rebuilt by the next fit with (or without) the monitor
 
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        monitor = self._step_monitor
+        if monitor is not None:
+            monitor.bind(self.trainable_weights)
+        super().make_train_function(force=force)
+        if monitor is not None:
+            self.train_function = self._guarded(self.train_function, monitor)
+        return self.train_function
+
+    def _guarded(self, train_function, monitor: StepMonitor):
+        """Keras' train function, with a failed check turned into a clean stop: the
+        metrics as they stood after the last applied step, and `stop_training`."""
+
+        def guarded(iterator):
+            try:
+                logs = train_function(iterator)
+            except tf.errors.InvalidArgumentError as error:
+                if not monitor.record_failure(error.message):
+                    raise
+                self.stop_training = True
+                return self.get_metrics_result()
+            if self.jit_compile and not math.isfinite(float(monitor.half_norm_sum.numpy())):
+                # XLA compiles check_numerics away: the norm sum still shows the failure,
+                # at the end of the compiled call, after its later steps were applied.
+                loss = float(self.get_metrics_result().get("loss", math.nan))
+                monitor.record_failure(
+                    NON_FINITE_GRADIENT if math.isfinite(loss) else NON_FINITE_LOSS
+                )
+                self.stop_training = True
+            return logs
+
+        return guarded
+
     def train_step(self, data):
         monitor = self._step_monitor
         if monitor is None or not self.trainable_weights:
             return super().train_step(data)
-        # Keras' own step (TensorFlowTrainer.train_step), with the norm and the check
-        # between computing the gradients and applying them.
+        # Keras' own step (TensorFlowTrainer.train_step), with the checks and the norm.
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
@@ -174,29 +233,25 @@ class MonitoredSequential(keras.Sequential):
             scaled_loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         gradients = tape.gradient(scaled_loss, weights)
-        norm = tf.sqrt(tf.add_n([tf.nn.l2_loss(g) for g in gradients]) * 2.0)
-        healthy = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
-        apply = tf.logical_and(healthy, tf.logical_not(monitor.failed))
 
-        def apply_step():
+        loss = tf.debugging.check_numerics(loss, NON_FINITE_LOSS)
+        with tf.control_dependencies([loss]):
             self.optimizer.apply_gradients(zip(gradients, weights, strict=True))
-            monitor.norm_sum.assign_add(tf.cast(norm, tf.float64))
-            monitor.norm_max.assign(tf.maximum(monitor.norm_max, norm))
+            self._loss_tracker.update_state(
+                loss_module.unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(next(t for t in tf.nest.flatten(x) if t is not None))[0],
+            )
+
+        # Halves of each ||g||^2 (tf.nn.l2_loss), kept at every step (one small assign, far
+        # cheaper than a tf.cond over them) so that a failing check leaves its own behind.
+        squared = tf.stack([tf.nn.l2_loss(g) if g is not None else 0.0 for g in gradients])
+        with tf.control_dependencies([monitor.failed_squared.assign(squared)]):
+            half_norm = tf.debugging.check_numerics(
+                tf.sqrt(tf.reduce_sum(squared)), NON_FINITE_GRADIENT
+            )
+        monitor.half_norm_sum.assign_add(half_norm)
+        monitor.half_norm_max.assign(tf.maximum(monitor.half_norm_max, half_norm))
+        with tf.control_dependencies([half_norm]):
             monitor.steps.assign_add(1)
-
-        def record_failure():
-            monitor.failed_x.assign(tf.cast(x, monitor.failed_x.dtype))
-            monitor.failed_y.assign(tf.cast(y, monitor.failed_y.dtype))
-            monitor.failed_step.assign(monitor.steps)
-            monitor.failed.assign(True)
-
-        # A skipped step: only the first failure is recorded; later steps wait for the stop.
-        tf.cond(apply, apply_step, lambda: tf.cond(monitor.failed, lambda: None, record_failure))
-
-        # A skipped step counts neither in the epoch's loss nor in its norms.
-        batch_size = tf.shape(next(t for t in tf.nest.flatten(x) if t is not None))[0]
-        self._loss_tracker.update_state(
-            tf.where(apply, loss, tf.zeros_like(loss)),
-            sample_weight=tf.where(apply, batch_size, tf.zeros_like(batch_size)),
-        )
+        # Accuracy is not held back: a failing step may count in the epoch's accuracy.
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
