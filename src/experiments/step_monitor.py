@@ -11,9 +11,9 @@ Keras' own step unchanged; with one attached, every step also
   back-propagation starts, so this holds nothing up;
 - checks the global norm; its per-variable squared norms are kept at every step, so a
   failing check leaves behind where back-propagation overflowed. The update does not
-  wait on this check: making 100 layers' updates wait for the whole gradient's norm
-  cost the 100-layer net a fifth of its step time, which Keras otherwise overlaps with
-  back-propagation; so the failing step's own update may have been applied.
+  wait on this check, so that, as in Keras' own step, the last layers' updates can run
+  while back-propagation still works on the first ones; the failing step's own update
+  may therefore have been applied.
 
 A failing check aborts the compiled call, even in the middle of a `steps_per_execution`
 call, so no later step runs; the model's guarded train function turns that error into
