@@ -206,6 +206,18 @@ class TransferConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    # Per-layer gradient/activation probe and the training step's gradient check.
+    enabled: bool = True
+    every_n_epochs: int = 1
+    probe_size: int = 512
+    plots: bool = True
+    # The training step's global norm and finite check; off: Keras' own step and the
+    # per-call loss check only (the norm reads every gradient at every step).
+    step_norm: bool = True
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -217,6 +229,7 @@ class Config:
     training: TrainingConfig = MISSING
     tracking: TrackingConfig = MISSING
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    diagnostics: DiagnosticsConfig = MISSING
 
 
 def register_schemas() -> None:
@@ -356,6 +369,9 @@ def check(cfg: Config) -> Config:
     _at_least("training.steps_per_epoch", train.steps_per_epoch, 1)
     if train.verbose not in (0, 1, 2):
         _fail("training.verbose", train.verbose, "one of 0, 1, 2")
+
+    _at_least("diagnostics.every_n_epochs", cfg.diagnostics.every_n_epochs, 1)
+    _at_least("diagnostics.probe_size", cfg.diagnostics.probe_size, 1)
 
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")

@@ -21,6 +21,7 @@ from experiments.config import (
     NormalizationName,
     Position,
 )
+from experiments.step_monitor import MonitoredSequential
 
 _INIT_CLASSES = {
     InitName.glorot_uniform: "GlorotUniform",
@@ -93,10 +94,12 @@ def build_model(
     normalization: NormalizationConfig,
     input_shape: tuple[int, ...],
     num_classes: int,
-) -> keras.Sequential:
+) -> MonitoredSequential:
     """Flatten, the hidden stack, then a softmax layer with Keras' default init (as in the
-    notebook, whose output layers never name an initializer)."""
-    return keras.Sequential(
+    notebook, whose output layers never name an initializer). A Sequential whose training
+    step can also check its gradients (step_monitor); without a monitor attached it
+    trains exactly as keras.Sequential."""
+    return MonitoredSequential(
         [
             keras.Input(shape=input_shape, name="image"),
             keras.layers.Flatten(name="flatten"),

@@ -172,7 +172,31 @@ def _train(cfg: Config, splits, recorder, job: Job, write_model_artifacts) -> fl
         {f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()}
     )
 
-    outcome = training.fit(model, splits, cfg.training, recorder.log_metrics, job.output_dir)
+    diagnostics = None
+    if cfg.diagnostics.enabled:
+        from experiments import diagnostics as diagnostics_module
+
+        diagnostics = diagnostics_module.setup(
+            model,
+            splits.x_val,
+            splits.y_val,
+            cfg.diagnostics,
+            cfg.activation.name.value,
+            cfg.training.seed,
+            recorder.log_metrics,
+        )
+    outcome = training.fit(
+        model,
+        splits,
+        cfg.training,
+        recorder.log_metrics,
+        job.output_dir,
+        extra_callbacks=diagnostics.callbacks if diagnostics else None,
+    )
+    if diagnostics:
+        diagnostics.apply_failure(outcome)
+        for path, folder in diagnostics.write_artifacts(job.output_dir):
+            recorder.log_artifact(path, folder)
     exploded = outcome.exploded
     if not exploded:
         test = training.evaluate(model, splits.x_test, splits.y_test, cfg.training)
@@ -183,7 +207,8 @@ def _train(cfg: Config, splits, recorder, job: Job, write_model_artifacts) -> fl
         recorder.log_artifact(path, folder)
 
     if exploded:
-        recorder.set_tags({"failed_epoch": outcome.failed_epoch})
+        failure_tags = diagnostics.failure_tags() if diagnostics else {}
+        recorder.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})
         recorder.end("FAILED", outcome.reason)
         log.error("training stopped: %s; run %s ends FAILED", outcome.reason, recorder.run_id)
         return None
