@@ -79,6 +79,29 @@ def test_b_on_a_steps_run_on_across_the_phase_change(done):
     assert [m.step for m in client.get_metric_history(pretrain, "val_loss")] == [0, 1, 2]
 
 
+def test_every_nested_run_carries_gradient_diagnostics_across_its_phases(done):
+    client = done.ws.client()
+
+    def steps(run_name: str, metric: str) -> list[int]:
+        run_id = done.children[run_name].info.run_id
+        return [m.step for m in client.get_metric_history(run_id, metric)]
+
+    # Probes at initialization and after every epoch; B on A's go on across the phases.
+    assert steps("pretrain_A", "grad/signal_std/layer_01") == [0, 1, 2, 3]
+    assert steps("baseline_B", "grad/signal_std/layer_02") == list(range(BASELINE + 1))
+    assert steps("B_on_A", "grad/signal_std/layer_01") == list(range(FREEZE + FINETUNE + 1))
+    assert steps("B_on_A", "grad/global_norm_mean") == list(range(FREEZE + FINETUNE))
+    for name in ("pretrain_A", "baseline_B", "B_on_A"):
+        run_id = done.children[name].info.run_id
+        logged = {a.path for a in client.list_artifacts(run_id, "diagnostics")}
+        assert "diagnostics/diagnostics.json" in logged, name
+    # Frozen layers are probed too: their kernel gradient is measured though not applied.
+    frozen = client.get_metric_history(
+        done.children["B_on_A"].info.run_id, "grad/kernel_norm/layer_01"
+    )
+    assert all(m.value > 0 for m in frozen)
+
+
 def test_each_phase_logs_its_own_optimizer(done):
     params = done.children["B_on_A"].data.params
     assert float(params["freeze.optimizer_config.learning_rate"]) == pytest.approx(0.05)

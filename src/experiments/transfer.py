@@ -20,11 +20,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from experiments import diagnostics as diagnostics_module
 from experiments import training
 from experiments.config import Config, first_unfrozen_block
 from experiments.data import Splits
+from experiments.diagnostics import Diagnostics
 from experiments.models import build_model, hidden_stack
 from experiments.resilient_recorder import ResilientRecorder
+from experiments.step_monitor import MonitoredSequential
 from experiments.tracking import RunRecorder
 from experiments.transfer_tasks import Tasks, split_tasks
 
@@ -52,7 +55,7 @@ def binary_output() -> keras.layers.Layer:
 def build_baseline_b(cfg: Config, input_shape: tuple[int, ...]) -> keras.Model:
     """Model A's hidden stack, from scratch, under one sigmoid unit."""
     stack = hidden_stack(cfg.model.hidden_sizes(), cfg.init, cfg.activation, cfg.normalization)
-    return keras.Sequential(
+    return MonitoredSequential(
         [
             keras.Input(shape=input_shape, name="image"),
             keras.layers.Flatten(name="flatten"),
@@ -68,7 +71,7 @@ def build_b_on_a(model_a: keras.Model) -> keras.Model:
     matters: stacking model A's own layers would train model A along with it."""
     clone = keras.models.clone_model(model_a)
     clone.set_weights(model_a.get_weights())
-    return keras.Sequential(
+    return MonitoredSequential(
         [
             keras.Input(shape=model_a.input_shape[1:], name="image"),
             *clone.layers[:-1],
@@ -120,6 +123,7 @@ class Study:
             k: v for k, v in run.data.tags.items() if k.startswith("choice.") or k in _COPIED_TAGS
         }
         self._folders: dict[str, Path] = {}  # run id -> that run's local output folder
+        self._diagnostics: dict[str, Diagnostics] = {}  # run id -> its probe, across phases
 
     @contextmanager
     def child(self, name: str) -> Iterator[RunRecorder]:
@@ -177,15 +181,44 @@ class Study:
         def log_metrics(values: dict[str, float], step: int) -> None:
             recorder.log_metrics(values | (extra_metrics or {}), step)
 
-        return training.fit(
+        diagnostics = self._phase_diagnostics(model, splits, recorder, step_offset)
+        outcome = training.fit(
             model,
             splits,
             self.cfg.training,
             log_metrics,
             self._folders[recorder.run_id],
+            extra_callbacks=diagnostics.callbacks if diagnostics else None,
             step_offset=step_offset,
             epochs=epochs,
         )
+        if diagnostics:
+            diagnostics.apply_failure(outcome)
+        return outcome
+
+    def _phase_diagnostics(
+        self, model: keras.Model, splits: Splits, recorder: RunRecorder, step_offset: int
+    ) -> Diagnostics | None:
+        """The run's gradient diagnostics, as in any run; a later phase of the same run
+        goes on probing the same images, its steps continuing from `step_offset`."""
+        if not self.cfg.diagnostics.enabled:
+            return None
+        found = self._diagnostics.get(recorder.run_id)
+        if found is None:
+            found = diagnostics_module.setup(
+                model,
+                splits.x_val,
+                splits.y_val,
+                self.cfg.diagnostics,
+                self.cfg.activation.name.value,
+                self.cfg.training.seed,
+                recorder.log_metrics,
+                step_offset=step_offset,
+            )
+            self._diagnostics[recorder.run_id] = found
+        else:
+            found.callback.step_offset = step_offset
+        return found
 
     def finish(
         self,
@@ -204,12 +237,16 @@ class Study:
             test = training.evaluate(model, splits.x_test, splits.y_test, self.cfg.training)
             recorder.log_metrics(test, step=max(len(history.get("loss", [])) - 1, 0))
         folder = self._folders[recorder.run_id]
-        for path, artifact_folder in write_model_artifacts(
+        diagnostics = self._diagnostics.get(recorder.run_id)
+        written = diagnostics.write_artifacts(folder) if diagnostics else []
+        written += write_model_artifacts(
             model, history, folder, save_model=save_model and not outcome.exploded
-        ):
+        )
+        for path, artifact_folder in written:
             recorder.log_artifact(path, artifact_folder)
         if outcome.exploded:
-            recorder.set_tags({"failed_epoch": outcome.failed_epoch})
+            failure_tags = diagnostics.failure_tags() if diagnostics else {}
+            recorder.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})
             recorder.end("FAILED", outcome.reason)
         else:
             recorder.end("FINISHED")
