@@ -94,22 +94,11 @@ def _fit_once(cfg: Config, splits, mode: str, store: Path) -> Timing:
 
     from experiments import diagnostics, tracking
     from experiments import training as training_module
-    from experiments.models import build_model
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     experiment = tracking.ensure_experiment(client, "bench", (store / "mlruns").as_uri())
     recorder = tracking.RunRecorder.start(client, experiment, "bench", {})
-    training_module.seed_everything(cfg.training.seed)
-    model = build_model(
-        cfg.model,
-        cfg.init,
-        cfg.activation,
-        cfg.normalization,
-        splits.input_shape,
-        splits.num_classes,
-    )
-    optimizer = training_module.make_optimizer(cfg.optimizer, cfg.clipping)
-    training_module.compile_model(model, optimizer, cfg.training)
+    model, _ = training_module.compiled_model(cfg, splits)
 
     wall, cpu = time.perf_counter(), time.process_time()
     diag = None

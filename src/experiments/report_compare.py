@@ -37,7 +37,8 @@ class Factor:
     def label(self, value: str) -> str:
         """A value as a reader can place it: `none` alone says nothing, `clipping=none` does."""
         if self.kind == "param":
-            return f"{self.key.rsplit('.', 1)[-1]}={value}"
+            group, _, short = self.key.rpartition(".")
+            return f"{group if short == 'name' and group else short}={value}"
         return f"{self.key}={value}" if value in ("none", ABSENT) else value
 
     @property
@@ -109,9 +110,12 @@ def find_differences(runs: list[RunSummary]) -> Differences:
 
 
 def run_label(run: RunSummary, factors: list[Factor]) -> str:
-    if not factors:
-        return run.name
-    return " · ".join(f.label(f.value(run)) for f in factors)
+    """The run's values of the varying factors; a factor the run lacks says nothing and
+    is left out. A transfer study's nested run leads with its phase (pretrain_A, ...)."""
+    parts = [f.label(v) for f in factors if (v := f.value(run)) != ABSENT]
+    if run.tags.get("study_phase"):
+        parts.insert(0, run.name)
+    return " · ".join(parts) or run.name
 
 
 def val_accuracy(run: RunSummary) -> float | None:

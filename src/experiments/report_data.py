@@ -155,10 +155,23 @@ def select_runs(
     ]
     if parent_run_id:
         runs += _stand_ins(client, parent, filter_string)
+        runs += _study_phases(client, experiment_id, runs)
     if not runs:
         raise ReportError(f"no runs to report: {source} has none in {client.tracking_uri}")
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     return Selection(read_runs(client, runs), source, experiment_name, parent_run_id)
+
+
+def _study_phases(client: MlflowClient, experiment_id: str, runs: list[Run]) -> list[Run]:
+    """The nested runs (pretrain_A, baseline_B, B_on_A) of the transfer studies among a
+    sweep's runs: the study's own run holds the comparison, they hold the training."""
+    from experiments.transfer_tasks import STUDY_TAG
+
+    studies = [r.info.run_id for r in runs if r.data.tags.get(STUDY_TAG) == "true"]
+    phases: list[Run] = []
+    for study_id in studies:
+        phases += _search_all(client, experiment_id, f"tags.`{PARENT_TAG}` = '{study_id}'")
+    return phases
 
 
 def _stand_ins(client: MlflowClient, parent: Run, filter_string: str | None) -> list[Run]:

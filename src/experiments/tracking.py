@@ -93,19 +93,25 @@ def _text(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
+
+
 def run_name(choices: dict[str, str], overrides: list[str]) -> str:
     """`<activation>-<init>-<normalization>-<clipping>-<optimizer>` (or the preset's
-    name), then the command line's value overrides: readable in the runs table."""
-    preset = choices.get("experiment")
-    base = preset or "-".join(
-        choices[g]
-        for g in ("activation", "init", "normalization", "clipping", "optimizer")
-        if g in choices
-    )
-    group_names = set(GROUPS) | {"experiment", "training", "tracking"}
-    extra = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in group_names]
-    if choices.get("data", "fashion_mnist") != "fashion_mnist":
-        extra.insert(0, f"data={choices['data']}")
+    name), then the command line's overrides that change what the run computes
+    (`model=deep`, `optimizer.learning_rate=0.01`; not `tracking.*` or
+    `training.verbose`): readable in the runs table."""
+    from experiments.resume import IGNORED_KEYS
+
+    base = choices.get("experiment") or "-".join(choices[g] for g in NAME_GROUPS if g in choices)
+
+    def shown(override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in NAME_GROUPS or key in ("experiment", "hparams_search"):
+            return False
+        return not any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
+
+    extra = [o for o in overrides if shown(o)]
     name = base if not extra else f"{base} " + ",".join(extra)
     return name[:250]
 

@@ -25,6 +25,9 @@ from omegaconf import DictConfig
 
 from experiments.config import Config, ConfigError, TransferName, validate
 
+# TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine, oneDNN notices) buries
+# the run's own log; its errors still reach Python as exceptions. Set it to 0 to see all.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONF_DIR = str(PROJECT_DIR / "conf")
 SWEEP_PARENT_ENV = "GRADLAB_SWEEP_PARENT_RUN_ID"
@@ -155,19 +158,8 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
 
 def _train(cfg: Config, splits, recorder, job: Job, write_model_artifacts) -> float | None:
     from experiments import training
-    from experiments.models import build_model
 
-    training.seed_everything(cfg.training.seed)
-    model = build_model(
-        cfg.model,
-        cfg.init,
-        cfg.activation,
-        cfg.normalization,
-        splits.input_shape,
-        splits.num_classes,
-    )
-    optimizer = training.make_optimizer(cfg.optimizer, cfg.clipping)
-    training.compile_model(model, optimizer, cfg.training)
+    model, optimizer = training.compiled_model(cfg, splits)
     recorder.log_params(
         {f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()}
     )

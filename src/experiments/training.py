@@ -14,6 +14,7 @@ import numpy as np
 from experiments.config import (
     ClippingConfig,
     ClippingName,
+    Config,
     OptimizerConfig,
     OptimizerName,
     TrainingConfig,
@@ -60,6 +61,24 @@ def compile_model(
         steps_per_execution=training.steps_per_execution,
         jit_compile=training.jit_compile,
     )
+
+
+def compiled_model(cfg: Config, splits: Splits) -> tuple[keras.Model, keras.optimizers.Optimizer]:
+    """The run's model from its config groups, seeded first, compiled with its optimizer."""
+    from experiments.models import build_model
+
+    seed_everything(cfg.training.seed)
+    model = build_model(
+        cfg.model,
+        cfg.init,
+        cfg.activation,
+        cfg.normalization,
+        splits.input_shape,
+        splits.num_classes,
+    )
+    optimizer = make_optimizer(cfg.optimizer, cfg.clipping)
+    compile_model(model, optimizer, cfg.training)
+    return model, optimizer
 
 
 def optimizer_params(optimizer: keras.optimizers.Optimizer) -> dict[str, object]:

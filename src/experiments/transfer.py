@@ -29,7 +29,7 @@ from experiments.models import build_model, hidden_stack
 from experiments.resilient_recorder import ResilientRecorder
 from experiments.step_monitor import MonitoredSequential
 from experiments.tracking import RunRecorder
-from experiments.transfer_tasks import Tasks, split_tasks
+from experiments.transfer_tasks import STUDY_TAG, Tasks, split_tasks
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def run_study(cfg: Config, splits: Splits, parent: RunRecorder, output_dir: Path
     escapes). Returns B on A's final validation accuracy, None if a phase exploded."""
     t = cfg.transfer
     tasks = split_tasks(splits, list(t.task_b_classes), t.train_size_b)
-    parent.set_tags({"transfer_study": "true"})
+    parent.set_tags({STUDY_TAG: "true"})
     parent.log_params(
         {
             "task_a.classes": tasks.a_classes,

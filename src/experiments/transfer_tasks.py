@@ -13,6 +13,9 @@ import numpy as np
 
 from experiments.data import Splits
 
+# On a study's own run: its nested runs (pretrain_A, baseline_B, B_on_A) hold the training.
+STUDY_TAG = "transfer_study"
+
 
 class TransferError(RuntimeError):
     """The study cannot run as configured (source run, data); the message is one line."""
