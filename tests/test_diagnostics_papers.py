@@ -43,8 +43,7 @@ STANDARD = InitConfig(
 GLOROT = InitConfig(InitName.glorot_uniform)
 
 
-@pytest.fixture(scope="module")
-def images():
+def _validation_images(standardize: bool):
     splits = data.load(
         DataConfig(
             name=DataName.synthetic,
@@ -54,26 +53,20 @@ def images():
             image_size=28,
             num_classes=10,
             noise=0.35,
+            standardize=standardize,
         )
     )
     return splits.x_val, splits.y_val
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _validation_images(standardize=False)
 
 
 @pytest.fixture(scope="module")
 def standardized_images():
-    splits = data.load(
-        DataConfig(
-            name=DataName.synthetic,
-            validation_size=512,
-            train_size=1024,
-            test_size=16,
-            image_size=28,
-            num_classes=10,
-            noise=0.35,
-            standardize=True,
-        )
-    )
-    return splits.x_val, splits.y_val
+    return _validation_images(standardize=True)
 
 
 def build(hidden, init, activation, input_shape=(28, 28), normalization=None, seed=0):
