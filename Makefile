@@ -66,7 +66,7 @@ ui: setup
 
 server: setup
 	mkdir -p $(SERVER_ARTIFACTS)
-	$(BIN)/python -m experiments.tracking_server --host $(SERVER_HOST) --port $(SERVER_PORT) \
+	$(BIN)/python -m experiments.tracking.server --host $(SERVER_HOST) --port $(SERVER_PORT) \
 		--backend-store-uri $(SERVER_STORE) --artifacts $(SERVER_ARTIFACTS)
 
 clean:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from experiments.config import Config, validate  # noqa: E402
+from experiments.config.checks import validate
+from experiments.config.schema import Config  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -92,18 +93,20 @@ class Timing:
 def _fit_once(cfg: Config, splits, mode: str, store: Path) -> Timing:
     from mlflow.tracking import MlflowClient
 
-    from experiments import diagnostics, tracking
-    from experiments import training as training_module
+    from experiments.diagnostics.run import RunDiagnostics
+    from experiments.tracking.recorder import RunRecorder
+    from experiments.tracking.store import ensure_experiment
+    from experiments.training import loop as training_module
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    experiment = tracking.ensure_experiment(client, "bench", (store / "mlruns").as_uri())
-    recorder = tracking.RunRecorder.start(client, experiment, "bench", {})
+    experiment = ensure_experiment(client, "bench", (store / "mlruns").as_uri())
+    recorder = RunRecorder.start(client, experiment, "bench", {})
     model, _ = training_module.compiled_model(cfg, splits)
 
     wall, cpu = time.perf_counter(), time.process_time()
     diag = None
     if mode != OFF:
-        diag = diagnostics.setup(
+        diag = RunDiagnostics.setup(
             model,
             splits.x_val,
             splits.y_val,

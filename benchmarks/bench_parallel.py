@@ -12,9 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from experiments.processes import child_environment
+
 TARGET_RATIO = 0.65
 # Four runs of about ten seconds of training each (on 2 quiet cores), on synthetic data:
 # long enough that training, not start-up, dominates.
@@ -31,20 +31,13 @@ SWEEP = [
 PARALLEL = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(PROJECT_DIR / "src"), env.get("PYTHONPATH")])
-    )
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return env
-
-
 def timed_sweep(extra: list[str]) -> float:
     with tempfile.TemporaryDirectory(prefix="bench_parallel_") as folder:
         command = [sys.executable, "-m", "experiments.train", "-m", *SWEEP, *extra]
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=folder, env=_env(), capture_output=True, text=True)
+        done = subprocess.run(
+            command, cwd=folder, env=child_environment(), capture_output=True, text=True
+        )
         elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(

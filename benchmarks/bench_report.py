@@ -32,7 +32,7 @@ def _params(activation: str, init: str, model: str, seed: int) -> dict[str, obje
     once by make_store)."""
     from hydra import compose
 
-    from experiments.tracking import flatten
+    from experiments.config.flatten import flatten
 
     overrides = [
         f"activation={activation}",
@@ -81,7 +81,7 @@ def _diagnostics(rng, layers: int, activation: str, init: str, exploded_at: int 
 
 
 def write_run(client, experiment_id: str, parent_id: str, folder: Path, rng, combo) -> None:
-    from experiments.tracking import RunRecorder
+    from experiments.tracking.recorder import RunRecorder
 
     activation, init, model, seed = combo
     layers = MODELS[model]
@@ -170,8 +170,9 @@ def make_store(folder: Path) -> tuple[str, str]:
     from hydra import initialize_config_dir
     from mlflow.tracking import MlflowClient
 
-    from experiments.tracking import RunRecorder, artifact_location, ensure_experiment
-    from experiments.train import CONF_DIR
+    from experiments.paths import CONF_DIR
+    from experiments.tracking.recorder import RunRecorder
+    from experiments.tracking.store import artifact_location, ensure_experiment
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -188,8 +189,8 @@ def make_store(folder: Path) -> tuple[str, str]:
 def main() -> None:
     from mlflow.tracking import MlflowClient
 
-    from experiments.report import build_report
-    from experiments.report_data import select_runs
+    from experiments.report.build import build_report
+    from experiments.report.data import select_runs
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -11,18 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from experiments.processes import child_environment
+
 TARGET_S = 10.0
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(PROJECT_DIR / "src"), env.get("PYTHONPATH")])
-    )
-    return env
 
 
 def time_to_error(uri: str, *extra: str) -> tuple[float, str]:
@@ -30,7 +22,9 @@ def time_to_error(uri: str, *extra: str) -> tuple[float, str]:
         command = [sys.executable, "-m", "experiments.train", *extra, f"tracking.uri={uri}"]
         command.append("data=synthetic")
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=folder, env=_env(), capture_output=True, text=True)
+        done = subprocess.run(
+            command, cwd=folder, env=child_environment(), capture_output=True, text=True
+        )
         elapsed = time.perf_counter() - started
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     return elapsed, (lines[-1] if lines else f"(no error line; exit {done.returncode})")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from experiments.processes import child_environment
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -21,15 +23,6 @@ def data_dir() -> Path | None:
     return None
 
 
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(PROJECT_DIR / "src"), str(PROJECT_DIR), env.get("PYTHONPATH")])
-    )
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
-
-
 def python(*args: str, cwd: Path, timeout: int = 3600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=child_env(), capture_output=True,
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=child_environment(), capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip

@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import subprocess_env
+
+from experiments.processes import child_environment
 
 
 def run_cli(*args: str, cwd, timeout: int = 120, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "experiments.train", *args],
         cwd=cwd,
-        env=env or subprocess_env(),
+        env=env or child_environment(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.config import DataConfig, DataName
 from experiments.data import (
     FILES,
     IMAGES_MAGIC,
     LABELS_MAGIC,
+    DataConfig,
     DataError,
+    DataName,
     load,
     locate_fashion_mnist,
     read_idx,

@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import FAST
+from helpers.compose import FAST
 
-from experiments.tracking import tracking_uri
+from experiments.tracking.store import tracking_uri
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 

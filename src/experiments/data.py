@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.config import DataConfig, DataName
+from experiments.config.registry import Options
 
 IMAGES_MAGIC = 2051  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 2049  # unsigned byte, 1 dimension
@@ -163,9 +163,19 @@ def load_fashion_mnist(
     return train, test
 
 
-def synthetic(
-    cfg: DataConfig, seed: int = 0
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+DATASETS = Options("data")
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(cfg: DataConfig) -> Arrays:
+    return load_fashion_mnist(locate_fashion_mnist(cfg.dir))
+
+
+@DATASETS.register(
+    "synthetic", uses={"train_size", "test_size", "image_size", "num_classes", "noise"}
+)
+def synthetic(cfg: DataConfig, seed: int = 0) -> Arrays:
     """Class prototypes plus noise, as uint8 images: deterministic for a seed and learnable
     by a small MLP in a few epochs. Same layout as Fashion-MNIST, so every code path
     after loading is shared."""
@@ -184,14 +194,28 @@ def synthetic(
     return draw(cfg.train_size), draw(cfg.test_size)
 
 
+DataName = DATASETS.enum("DataName", __name__)
+
+
+@dataclass
+class DataConfig:
+    name: DataName = DataName.fashion_mnist
+    dir: str | None = None
+    validation_size: int = 5000
+    standardize: bool = False
+    # synthetic only
+    train_size: int | None = None
+    test_size: int | None = None
+    image_size: int | None = None
+    num_classes: int | None = None
+    noise: float | None = None
+
+
 def load(cfg: DataConfig) -> Splits:
     """The notebook's splits as float32 (converted once here, never per step):
     validation = the first `validation_size` training images, pixels / 255,
     optionally standardized with the training split's per-pixel mean and std."""
-    if cfg.name is DataName.synthetic:
-        (x_full, y_full), (x_test, y_test) = synthetic(cfg)
-    else:
-        (x_full, y_full), (x_test, y_test) = load_fashion_mnist(locate_fashion_mnist(cfg.dir))
+    (x_full, y_full), (x_test, y_test) = DATASETS.build(cfg.name, cfg)
 
     x_full = x_full.astype(np.float32) / np.float32(255.0)
     x_test = x_test.astype(np.float32) / np.float32(255.0)

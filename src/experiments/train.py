@@ -1,8 +1,9 @@
 """The training entry point: `python -m experiments.train [group=option ...] [key=value ...]`.
 
-compose (Hydra) -> validate -> open the MLflow run -> data -> model -> fit -> evaluate
--> artifacts -> close the run. TensorFlow and MLflow are imported only after the config
-is known to be valid, so `--help`, `--cfg job` and a bad value answer in about a second.
+compose (Hydra) -> validate -> open the MLflow run -> data -> model -> fit -> finish
+(evaluate, artifacts, close the run). TensorFlow and MLflow are imported only after the
+config is known to be valid, so `--help`, `--cfg job` and a bad value answer in about a
+second.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.config import Config, ConfigError, TransferName, validate
+from experiments.config.checks import ConfigError, validate
+from experiments.config.schema import Config
+from experiments.paths import CONF_DIR, PROJECT_DIR
+from experiments.sweeps.callback import SWEEP_PARENT_ENV
+from experiments.transfer.options import TransferName
 
 # TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine, oneDNN notices) buries
 # the run's own log; its errors still reach Python as exceptions. Set it to 0 to see all.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-CONF_DIR = str(PROJECT_DIR / "conf")
-SWEEP_PARENT_ENV = "GRADLAB_SWEEP_PARENT_RUN_ID"
 log = logging.getLogger(__name__)
 
 
@@ -88,129 +90,118 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
     """One training run, recorded in MLflow. Returns the final validation accuracy, or
     None when training stopped on a non-finite value (the run then ends FAILED). In a
     multirun, a config that already FINISHED is skipped and its earlier value returned."""
-    from experiments import data as data_module
-    from experiments import parallelism, resume, tracking, tracking_server
-    from experiments.artifacts import write_config_artifacts, write_model_artifacts
-    from experiments.resilient_recorder import ResilientRecorder
-    from experiments.transfer_tasks import TransferError
+    from experiments import data
+    from experiments.config.flatten import flatten
+    from experiments.sweeps import parallelism
+    from experiments.tracking import resume, server, store
+    from experiments.tracking.artifacts import write_config_artifacts
+    from experiments.tracking.session import RunSession, run_name
+    from experiments.transfer.tasks import TransferError
 
     job.output_dir.mkdir(parents=True, exist_ok=True)
-    uri = tracking.tracking_uri(cfg.tracking.uri, job.launch_dir)
+    uri = store.tracking_uri(cfg.tracking.uri, job.launch_dir)
     try:
-        tracking_server.check_reachable(uri)
-    except tracking_server.ServerUnreachable as e:
+        server.check_reachable(uri)
+    except server.ServerUnreachable as e:
         raise UserError(str(e)) from None
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    experiment_id = tracking.ensure_experiment(
-        client, cfg.tracking.experiment, tracking.artifact_location(uri, job.launch_dir)
+    experiment_id = store.ensure_experiment(
+        client, cfg.tracking.experiment, store.artifact_location(uri, job.launch_dir)
     )
     digest = resume.config_hash(resolved)
     if job.multirun and cfg.tracking.skip_finished:
         earlier = resume.finished_run(client, experiment_id, digest)
         if earlier is not None:
             return resume.skip(client, earlier, digest, job.parent_run_id)
-    commit = tracking.git_commit(PROJECT_DIR)
+
+    session = RunSession.open(
+        client,
+        experiment_id,
+        run_name(job.choices, job.overrides),
+        _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR)),
+        job.output_dir,
+        job.parent_run_id,
+    )
+    log.info("MLflow run %s in %s (experiment %r)", session.run_id, uri, cfg.tracking.experiment)
+    session.log_params(flatten(resolved))
+    session.log_files(write_config_artifacts(resolved, job.overrides, job.output_dir))
+    try:
+        with session.closing(plain=(data.DataError, TransferError)), sigterm_as_interrupt():
+            splits = data.load(cfg.data)
+            # After the data: a file that cannot be read fails before TensorFlow's start-up.
+            session.set_tags(parallelism.thread_tags())
+            if cfg.transfer.name is TransferName.study:
+                from experiments.transfer.study import run_study
+
+                return run_study(cfg, splits, session)
+            return _train(cfg, splits, session)
+    except (data.DataError, TransferError) as e:
+        raise UserError(str(e)) from None
+
+
+def _job_tags(cfg: Config, job: Job, digest: str, commit: str) -> dict[str, str]:
+    from experiments.tracking.resume import HASH_TAG
+
     tags = {f"choice.{group}": option for group, option in job.choices.items()}
-    tags |= {
+    return tags | {
         "seed": str(cfg.training.seed),
         "git_commit": commit,
         "mlflow.source.git.commit": commit,
         "output_dir": str(job.output_dir),
         "host": platform.node(),  # where output_dir is, when jobs run on several machines
-        resume.HASH_TAG: digest,
+        HASH_TAG: digest,
     }
-    recorder = tracking.RunRecorder.start(
-        client,
-        experiment_id,
-        tracking.run_name(job.choices, job.overrides),
-        tags,
-        job.parent_run_id,
-    )
-    # From here on, a store that fails costs records, never the training.
-    recorder = ResilientRecorder(recorder, job.output_dir)
-    log.info("MLflow run %s in %s (experiment %r)", recorder.run_id, uri, cfg.tracking.experiment)
-    recorder.log_params(tracking.flatten(resolved))
-    for path, folder in write_config_artifacts(resolved, job.overrides, job.output_dir):
-        recorder.log_artifact(path, folder)
-
-    try:
-        with sigterm_as_interrupt():
-            splits = data_module.load(cfg.data)
-            # After the data: a file that cannot be read fails before TensorFlow's start-up.
-            recorder.set_tags(parallelism.thread_tags())
-            if cfg.transfer.name is TransferName.study:
-                from experiments.transfer import run_study
-
-                return run_study(cfg, splits, recorder, job.output_dir)
-            return _train(cfg, splits, recorder, job, write_model_artifacts)
-    except KeyboardInterrupt as e:
-        recorder.end("KILLED", f"interrupted ({e or 'SIGINT'})")
-        raise
-    except (data_module.DataError, TransferError) as e:
-        recorder.end("FAILED", str(e))
-        raise UserError(str(e)) from None
-    except BaseException as e:
-        recorder.end("FAILED", f"{type(e).__name__}: {e}"[:5000])
-        raise
 
 
-def _train(cfg: Config, splits, recorder, job: Job, write_model_artifacts) -> float | None:
-    from experiments import training
+def _train(cfg: Config, splits, session) -> float | None:
+    from experiments.training import loop as training
 
     model, optimizer = training.compiled_model(cfg, splits)
-    recorder.log_params(
+    session.log_params(
         {f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()}
     )
-
     diagnostics = None
     if cfg.diagnostics.enabled:
-        from experiments import diagnostics as diagnostics_module
+        from experiments.diagnostics.run import RunDiagnostics
 
-        diagnostics = diagnostics_module.setup(
+        diagnostics = RunDiagnostics.setup(
             model,
             splits.x_val,
             splits.y_val,
             cfg.diagnostics,
             cfg.activation.name.value,
             cfg.training.seed,
-            recorder.log_metrics,
+            session.log_metrics,
         )
     outcome = training.fit(
         model,
         splits,
         cfg.training,
-        recorder.log_metrics,
-        job.output_dir,
+        session.log_metrics,
+        session.output_dir,
         extra_callbacks=diagnostics.callbacks if diagnostics else None,
     )
     if diagnostics:
         diagnostics.apply_failure(outcome)
-        for path, folder in diagnostics.write_artifacts(job.output_dir):
-            recorder.log_artifact(path, folder)
-    exploded = outcome.exploded
-    if not exploded:
-        test = training.evaluate(model, splits.x_test, splits.y_test, cfg.training)
-        recorder.log_metrics(test, step=outcome.epochs_run - 1)
-    for path, folder in write_model_artifacts(
-        model, outcome.history, job.output_dir, save_model=cfg.tracking.log_model and not exploded
-    ):
-        recorder.log_artifact(path, folder)
-
-    if exploded:
-        failure_tags = diagnostics.failure_tags() if diagnostics else {}
-        recorder.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})
-        recorder.end("FAILED", outcome.reason)
-        log.error("training stopped: %s; run %s ends FAILED", outcome.reason, recorder.run_id)
+    test = session.finish(
+        model,
+        outcome,
+        splits,
+        cfg.training,
+        diagnostics=diagnostics,
+        save_model=cfg.tracking.log_model,
+    )
+    if test is None:
+        log.error("training stopped: %s; run %s ends FAILED", outcome.reason, session.run_id)
         return None
-    recorder.end("FINISHED")
     val_accuracy = outcome.history["val_accuracy"][-1]
     log.info(
         "val_accuracy %.4f, test_accuracy %.4f (run %s)",
         val_accuracy,
         test["test_accuracy"],
-        recorder.run_id,
+        session.run_id,
     )
     return val_accuracy
 
@@ -223,18 +214,18 @@ def _report(message: str, code: int, job_mode_multirun: bool, error: Exception) 
     sys.exit(code)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         typed = validate(cfg)
     except ConfigError as e:
         _report(str(e), 2, multirun, e)
-    from experiments import parallelism, search
+    from experiments.sweeps import objective, parallelism
 
     parallelism.limit_for_launcher(HydraConfig.get().launcher)
     try:
-        return search.objective(run(typed, cfg, Job.from_hydra()))
+        return objective.objective(run(typed, cfg, Job.from_hydra()))
     except UserError as e:
         _report(str(e), 1, multirun, e)
 

@@ -1,0 +1,173 @@
+"""Value checks OmegaConf cannot express, run first in every job, before TensorFlow or
+MLflow are imported; each failure is a `ConfigError` naming the key.
+
+An option sets exactly the fields it uses (its registration says which): a field set
+for an option that ignores it is refused (`activation=relu activation.alpha=2` would
+otherwise be silently dropped), and a field it needs may not be null.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from enum import Enum
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config.registry import Options
+from experiments.config.schema import GROUP_OPTIONS, Config
+from experiments.data import DataName
+from experiments.transfer.options import TransferName, first_unfrozen_block
+
+
+class ConfigError(ValueError):
+    """A config value that composes but cannot be used; the message names the key."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{key}={_show(value)} is not allowed: {allowed}")
+
+
+def _show(value: Any) -> str:
+    return value.value if isinstance(value, Enum) else repr(value)
+
+
+def _check_option_fields(group: str, options: Options, node: Any) -> None:
+    option = node.name.value
+    uses = options.uses(option)
+    for key in (f.name for f in fields(node) if f.name in options.option_fields):
+        value = getattr(node, key)
+        if key in uses and value is None:
+            _fail(f"{group}.{key}", value, f"{group}={option} needs a value")
+        if key not in uses and value is not None:
+            users = "|".join(options.users_of(key))
+            _fail(f"{group}.{key}", value, f"only {group}={users} uses it")
+
+
+def _positive(key: str, value: float | int | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        _fail(key, value, "must be > 0")
+
+
+def _at_least(key: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        _fail(key, value, f"must be >= {low}")
+
+
+def _in_unit_interval(key: str, value: float | None, *, closed_low: bool) -> None:
+    if value is None:
+        return
+    ok = (0 <= value < 1) if closed_low else (0 < value < 1)
+    if not ok:
+        _fail(key, value, "must be in [0, 1)" if closed_low else "must be in (0, 1)")
+
+
+def check(cfg: Config) -> Config:
+    """Range checks OmegaConf cannot express; raises ConfigError naming the first bad key."""
+    for group, options in GROUP_OPTIONS.items():
+        _check_option_fields(group, options, getattr(cfg, group))
+    _check_transfer(cfg)
+
+    _positive("init.scale", cfg.init.scale)
+    _positive("init.stddev", cfg.init.stddev)
+    if cfg.activation.negative_slope is not None and not cfg.activation.negative_slope >= 0:
+        _fail("activation.negative_slope", cfg.activation.negative_slope, "must be >= 0")
+    _positive("activation.alpha", cfg.activation.alpha)
+    _positive("clipping.threshold", cfg.clipping.threshold)
+
+    opt = cfg.optimizer
+    _positive("optimizer.learning_rate", opt.learning_rate)
+    _in_unit_interval("optimizer.momentum", opt.momentum, closed_low=True)
+    _in_unit_interval("optimizer.beta_1", opt.beta_1, closed_low=True)
+    _in_unit_interval("optimizer.beta_2", opt.beta_2, closed_low=True)
+    _in_unit_interval("optimizer.rho", opt.rho, closed_low=False)
+    if opt.nesterov and not opt.momentum:
+        _fail("optimizer.nesterov", opt.nesterov, "needs optimizer.momentum > 0")
+
+    model = cfg.model
+    if not model.hidden and model.repeat == 0:
+        _fail(
+            "model.hidden", list(model.hidden), "at least one hidden layer (or model.repeat >= 1)"
+        )
+    for i, width in enumerate(model.hidden):
+        if width < 1:
+            _fail(f"model.hidden[{i}]", width, "layer sizes must be >= 1")
+    _at_least("model.repeat", model.repeat, 0)
+    _at_least("model.repeat_width", model.repeat_width, 1)
+
+    data = cfg.data
+    _at_least("data.validation_size", data.validation_size, 1)
+    _at_least("data.train_size", data.train_size, 1)
+    _at_least("data.test_size", data.test_size, 1)
+    _at_least("data.image_size", data.image_size, 1)
+    _at_least("data.num_classes", data.num_classes, 2)
+    if data.noise is not None and not data.noise >= 0:
+        _fail("data.noise", data.noise, "must be >= 0")
+    if data.name is DataName.fashion_mnist and data.validation_size >= 60000:
+        _fail("data.validation_size", data.validation_size, "must be < 60000 (the training set)")
+    if data.name is DataName.synthetic and data.validation_size >= (data.train_size or 0):
+        _fail("data.validation_size", data.validation_size, "must be < data.train_size")
+
+    train = cfg.training
+    _at_least("training.epochs", train.epochs, 1)
+    _at_least("training.batch_size", train.batch_size, 1)
+    _at_least("training.steps_per_execution", train.steps_per_execution, 1)
+    _at_least("training.eval_batch_size", train.eval_batch_size, 1)
+    _at_least("training.steps_per_epoch", train.steps_per_epoch, 1)
+    if train.verbose not in (0, 1, 2):
+        _fail("training.verbose", train.verbose, "one of 0, 1, 2")
+
+    _at_least("diagnostics.every_n_epochs", cfg.diagnostics.every_n_epochs, 1)
+    _at_least("diagnostics.probe_size", cfg.diagnostics.probe_size, 1)
+
+    if not cfg.tracking.experiment.strip():
+        _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
+    return cfg
+
+
+def _check_transfer(cfg: Config) -> None:
+    t = cfg.transfer
+    if t.name is TransferName.none:
+        if t.source_run_id is not None:
+            _fail("transfer.source_run_id", t.source_run_id, "only transfer=study uses it")
+        return
+    classes = list(t.task_b_classes)
+    n_classes = cfg.data.num_classes if cfg.data.name is DataName.synthetic else 10
+    if n_classes - 2 < 2:
+        _fail("data.num_classes", n_classes, "transfer=study needs >= 4 (task A keeps the rest)")
+    if len(classes) != 2 or len(set(classes)) != 2 or not all(0 <= c < n_classes for c in classes):
+        _fail(
+            "transfer.task_b_classes",
+            classes,
+            f"two distinct classes in 0-{n_classes - 1} (the second one is label 1)",
+        )
+    _at_least("transfer.train_size_b", t.train_size_b, 1)
+    _at_least("transfer.baseline_epochs", t.baseline_epochs, 1)
+    _at_least("transfer.freeze_epochs", t.freeze_epochs, 0)
+    _at_least("transfer.finetune_epochs", t.finetune_epochs, 0)
+    if t.freeze_epochs + t.finetune_epochs < 1:
+        _fail(
+            "transfer.finetune_epochs", t.finetune_epochs, "freeze + fine-tune epochs must be >= 1"
+        )
+    _positive("transfer.finetune_learning_rate", t.finetune_learning_rate)
+    n_blocks = len(cfg.model.hidden_sizes())
+    if first_unfrozen_block(t.trainable_from, n_blocks) is None and t.trainable_from != "none":
+        _fail(
+            "transfer.trainable_from",
+            t.trainable_from,
+            f"all, none, or a hidden block hidden_01..hidden_{n_blocks:02d} (it and the blocks above unfreeze)",
+        )
+    if t.source_run_id is not None and not t.source_run_id.strip():
+        _fail("transfer.source_run_id", t.source_run_id, "a run id, or null to train model A")
+
+
+def validate(cfg: DictConfig) -> Config:
+    """The composed config as typed objects, range-checked. Ignores Hydra's own node."""
+    job_cfg = (
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    )
+    typed = OmegaConf.to_object(job_cfg)
+    if not isinstance(typed, Config):
+        raise ConfigError("the root config must extend config_schema")
+    return check(typed)

@@ -1,0 +1,38 @@
+"""Figures as PNG files: the one way every figure of the lab is saved, and a run's
+learning curves.
+
+Built on matplotlib `Figure` objects, never pyplot: nothing is kept in a global figure
+registry (so nothing needs closing), and no screen or backend choice is involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+DPI = 100
+
+
+def save_figure(fig: Figure, path: Path, *, tight: bool = False) -> Path:
+    """`tight` widens the canvas to keep a legend placed outside the axes."""
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None)
+    return path
+
+
+def learning_curves(history: dict[str, list[float]], path: Path, title: str = "") -> Path:
+    """Loss and accuracy, training and validation, over epochs (step = epoch index)."""
+    fig = Figure(figsize=(10, 4), layout="tight")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+            values = history.get(key, [])
+            if values:
+                ax.plot(range(len(values)), values, style, markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

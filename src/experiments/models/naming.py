@@ -1,0 +1,51 @@
+"""The one naming scheme of hidden blocks, for layers and for metrics.
+
+Layers: hidden block NN (numbered from the input, from 1) is the Dense layer `hidden_NN`,
+its activation `hidden_NN_act` and its normalization `hidden_NN_bn`; NN has two digits
+at least, so the names sort. Metrics: block NN of a net of n blocks is `layer_NN`, with
+three digits once n >= 100, so the MLflow UI sorts and groups a deep net's layers.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "hidden_"
+ACTIVATION = "act"
+BATCHNORM = "bn"
+_LAYER = re.compile(r"^hidden_(\d+)(?:_([a-z]+))?$")
+_METRIC_LABEL = re.compile(r"^layer_(\d+)$")
+
+
+def block_name(block: int, role: str | None = None) -> str:
+    """`hidden_07` (the Dense layer), `hidden_07_act`, `hidden_07_bn`."""
+    name = f"{PREFIX}{block:02d}"
+    return f"{name}_{role}" if role else name
+
+
+def parse_layer_name(name: str) -> tuple[int, str | None] | None:
+    """(block, role) of a hidden block's layer (role None: the Dense layer), else None."""
+    match = _LAYER.match(name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def block_of_layer(name: str) -> int:
+    """The hidden block a layer belongs to (1-based), or 0 for any other layer."""
+    parsed = parse_layer_name(name)
+    return parsed[0] if parsed else 0
+
+
+def block_of_variable(path: str) -> int:
+    """The hidden block of a variable path like `hidden_07/kernel` or `mlp/hidden_07_bn/gamma`."""
+    parts = path.split("/")
+    return block_of_layer(parts[-2]) if len(parts) >= 2 else 0
+
+
+def metric_label(block: int, num_blocks: int) -> str:
+    """`layer_07`; `layer_007` in a net of 100 or more hidden blocks."""
+    return f"layer_{block:0{3 if num_blocks >= 100 else 2}d}"
+
+
+def block_of_metric_label(label: str) -> int | None:
+    match = _METRIC_LABEL.match(label)
+    return int(match.group(1)) if match else None

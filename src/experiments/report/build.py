@@ -1,0 +1,98 @@
+"""The comparison page of a selection of runs: figures, tables and words, written into
+one folder; and a sweep's own page, logged to its parent run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.report import compare, figures
+from experiments.report import html as page
+from experiments.report.data import ReportError, RunSummary, Selection, select_runs
+
+log = logging.getLogger(__name__)
+SWEEP_REPORT_ARTIFACTS = "report"
+
+
+@dataclass
+class Report:
+    html: Path
+    csv: Path
+    figures: dict[str, Path]
+    matrices: dict[str, compare.Matrix]
+    lines: list[str]
+    runs: list[RunSummary]
+
+
+def build_report(selection: Selection, out_dir: Path, title: str | None = None) -> Report:
+    """Figures, runs.csv and report.html of the selected runs, written into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = selection.runs
+    differences = compare.find_differences(runs)
+    factors = differences.factors
+    styles = figures.RunStyles(runs, factors)
+    notes: list[str] = []
+
+    written = {
+        "learning_curves": figures.learning_curves(runs, styles, out_dir / "learning_curves.png")
+    }
+    if any(run.diagnostics for run in runs):
+        written["depth_profiles"] = figures.depth_profiles(
+            runs, styles, out_dir / "depth_profiles.png"
+        )
+    else:
+        notes.append(
+            "No run carries gradient diagnostics (diagnostics/diagnostics.json or grad/* "
+            "metrics): no profiles over depth, no depth_ratio."
+        )
+    matrices = compare.matrices(runs, factors)
+    if matrices:
+        written["matrix_val_accuracy"] = figures.matrix_figure(
+            [matrices["val_accuracy"]], out_dir / "matrix_val_accuracy.png"
+        )
+        ratio = [m for name, m in matrices.items() if name.startswith("depth_ratio")]
+        if ratio:
+            written["matrix_depth_ratio"] = figures.matrix_figure(
+                ratio, out_dir / "matrix_depth_ratio.png"
+            )
+    elif len(factors) < 2:
+        notes.append("Fewer than two factors vary: no two-factor matrix.")
+
+    cols = page.columns(runs, factors)
+    csv_path = page.write_csv(runs, cols, out_dir / "runs.csv")
+    lines = compare.summary_lines(runs, differences)
+    html = page.write_page(
+        out_dir / "report.html",
+        title or f"Report: {selection.experiment}",
+        f"{len(runs)} runs of {selection.source}.",
+        lines,
+        written,
+        matrices,
+        runs,
+        cols,
+        notes,
+        styles.describe(),
+    )
+    return Report(html, csv_path, written, matrices, lines, runs)
+
+
+def log_sweep_report(client, parent_run_id: str, out_dir: Path) -> Path | None:
+    """Build the report of a sweep's children into out_dir and log it to the parent run
+    under `report/`, where the MLflow UI shows report.html. Returns the page's path, or
+    None when no report could be built: at the end of a multirun a report that fails
+    must not lose the sweep's own record, so the reason is logged, not raised."""
+    try:
+        selection = select_runs(client, parent_run_id=parent_run_id)
+        report = build_report(
+            selection, Path(out_dir), title=f"Sweep {client.get_run(parent_run_id).info.run_name}"
+        )
+        client.log_artifacts(parent_run_id, str(out_dir), SWEEP_REPORT_ARTIFACTS)
+    except ReportError as e:
+        log.warning("no sweep report for run %s: %s", parent_run_id, e)
+        return None
+    except Exception:  # a report is an extra: never the reason a sweep ends in a traceback
+        log.warning("sweep report for run %s failed", parent_run_id, exc_info=True)
+        return None
+    log.info("sweep report: %s (logged to run %s)", report.html, parent_run_id)
+    return report.html

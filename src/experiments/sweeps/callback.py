@@ -1,0 +1,140 @@
+"""One MLflow parent run per Hydra multirun, created before any job starts.
+
+A fresh SQLite store hit by several processes at once fails in MLflow's schema
+migration, so the store, the experiment and the parent run are created here, once, in
+the launching process. Jobs learn the parent's id from the environment variable
+GRADLAB_SWEEP_PARENT_RUN_ID, which Hydra itself sets in every job through
+`hydra.job.env_set`: the job's config travels with it to any launcher (a joblib worker
+that outlived an earlier sweep, a Ray worker on another node), where the launching
+process's environment does not.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
+
+log = logging.getLogger(__name__)
+# How a job learns its sweep's parent run (set in every job through hydra.job.env_set).
+SWEEP_PARENT_ENV = "GRADLAB_SWEEP_PARENT_RUN_ID"
+
+
+def pass_env_to_jobs(config: DictConfig, name: str, value: str) -> None:
+    """Every job of this multirun starts with `name=value` in its environment: each job's
+    config is composed again from hydra.overrides.hydra plus its own overrides."""
+    with read_write(config.hydra.overrides.hydra):
+        config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{name}={value}")
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.recorder = None
+        self._ended = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from experiments.paths import PROJECT_DIR
+        from experiments.tracking import server, store
+        from experiments.tracking.recorder import RunRecorder
+
+        launch_dir = Path(config.hydra.runtime.cwd)
+        uri = store.tracking_uri(config.tracking.uri, launch_dir)
+        try:
+            server.check_reachable(uri)
+        except server.ServerUnreachable as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        experiment_id = store.ensure_experiment(
+            client, config.tracking.experiment, store.artifact_location(uri, launch_dir)
+        )
+        overrides = list(config.hydra.overrides.task)
+        self.recorder = RunRecorder.start(
+            client,
+            experiment_id,
+            ("sweep " + " ".join(overrides))[:250],
+            {
+                "sweep": "true",
+                "sweep_overrides": " ".join(overrides)[:5000],
+                "sweep_dir": str(config.hydra.sweep.dir),
+                "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
+                "git_commit": store.git_commit(PROJECT_DIR),
+            },
+        )
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        os.environ[SWEEP_PARENT_ENV] = self.recorder.run_id
+        pass_env_to_jobs(config, SWEEP_PARENT_ENV, self.recorder.run_id)
+        self._ended = False
+        # Hydra skips on_multirun_end when a job raises; the parent run still gets closed.
+        atexit.register(self._end, "FAILED")
+        log.info("MLflow sweep parent run %s in %s", self.recorder.run_id, uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.recorder is None or self._ended:
+            return
+        self._log_search_result(config)
+        self._end("FINISHED")
+
+    def _log_search_result(self, config: DictConfig) -> None:
+        """An optimizing sweeper's result (Optuna writes optimization_results.yaml)."""
+        results = Path(str(config.hydra.sweep.dir)) / "optimization_results.yaml"
+        if not results.is_file():
+            return
+        found = OmegaConf.load(results)
+        self.recorder.log_artifact(results, "search")
+        if found.get("best_value") is not None:
+            self.recorder.log_metrics({"best_value": float(found.best_value)})
+            best = {f"best.{k}": str(v) for k, v in (found.get("best_params") or {}).items()}
+            self.recorder.set_tags(best)
+
+    def _end(self, status: str) -> None:
+        if self.recorder is None or self._ended:
+            return
+        self._ended = True
+        os.environ.pop(SWEEP_PARENT_ENV, None)
+        try:
+            counts = self.child_counts()
+            self.recorder.log_metrics({f"children_{k.lower()}": v for k, v in counts.items()})
+            self._log_report()
+            self.recorder.end(status)
+        except Exception as e:  # the store may be the reason the sweep is ending
+            log.error("could not close sweep parent run %s: %s", self.recorder.run_id, e)
+            return
+        log.info(
+            "sweep parent run %s ended %s: %s",
+            self.recorder.run_id,
+            status,
+            ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n or k != "RUNNING"),
+        )
+
+    def _log_report(self) -> None:
+        """The sweep's comparison page, on the parent run (where the MLflow UI opens it)
+        and in the sweep's output folder; a failed sweep gets one too."""
+        from experiments.report.build import log_sweep_report
+
+        log_sweep_report(self.recorder.client, self.recorder.run_id, self.sweep_dir / "report")
+
+    def child_counts(self) -> dict[str, int]:
+        """Children by status, and jobs skipped because their config had FINISHED before."""
+        from experiments.tracking import resume
+
+        client, run_id = self.recorder.client, self.recorder.run_id
+        parent = client.get_run(run_id)
+        children = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+            max_results=50000,
+        )
+        counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0, "RUNNING": 0}
+        for child in children:
+            counts[child.info.status] = counts.get(child.info.status, 0) + 1
+        counts["SKIPPED"] = resume.skipped_count(parent)
+        return counts

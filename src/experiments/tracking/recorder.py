@@ -1,0 +1,72 @@
+"""One MLflow run's records through an explicit client: params and metrics in batches,
+tags, artifacts, its end."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+# MLflow's limits on one log_batch call.
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+PARENT_TAG = "mlflow.parentRunId"
+FAILURE_REASON_TAG = "failure_reason"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    return "null" if value is None else str(value)
+
+
+@dataclass
+class RunRecorder:
+    """One MLflow run: batched params, metrics by epoch, tags, artifacts, its end."""
+
+    client: MlflowClient
+    run_id: str
+
+    @classmethod
+    def start(
+        cls,
+        client: MlflowClient,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+    ) -> RunRecorder:
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = client.create_run(experiment_id, run_name=name, tags=all_tags)
+        return cls(client, run.info.run_id)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        # Null fields are options the chosen group option does not use: left out.
+        items = [Param(k, _text(v)[:6000]) for k, v in params.items() if v is not None]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        """FINISHED, FAILED or KILLED; a reason lands in the `failure_reason` tag."""
+        if reason:
+            self.client.set_tag(self.run_id, FAILURE_REASON_TAG, reason)
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,163 @@
+"""One MLflow run from start to end: the single lifecycle of every run the lab records
+(a training run or sweep job, a transfer study and each of its nested runs).
+
+    session = RunSession.open(client, experiment_id, name, tags, output_dir, parent)
+    with session.closing():           # an error ends it FAILED, Ctrl-C or SIGTERM KILLED
+        ...train...
+        session.finish(model, outcome, splits, cfg.training, diagnostics=...)
+
+`finish` evaluates on the test split (unless training exploded), writes and logs the
+run's artifacts, then ends the run FINISHED, or FAILED with the failure's tags. From the
+moment a run is open, a store that fails costs records, never the training
+(`ResilientRecorder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from experiments.tracking.recorder import RunRecorder
+from experiments.tracking.resilient import ResilientRecorder
+
+# Groups whose choices name a run, in this order (a preset's name replaces them).
+NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
+
+
+class FailureReport(Protocol):
+    """What a run's diagnostics add at its end (see experiments.diagnostics.run)."""
+
+    def write_artifacts(self, output_dir: Path) -> list[tuple[Path, str | None]]: ...
+
+    def failure_tags(self) -> dict[str, object]: ...
+
+
+def run_name(choices: dict[str, str], overrides: list[str]) -> str:
+    """`<activation>-<init>-<normalization>-<clipping>-<optimizer>` (or the preset's
+    name), then the command line's overrides that change what the run computes
+    (`model=deep`, `optimizer.learning_rate=0.01`; not `tracking.*` or
+    `training.verbose`): readable in the runs table."""
+    from experiments.tracking.resume import IGNORED_KEYS
+
+    base = choices.get("experiment") or "-".join(choices[g] for g in NAME_GROUPS if g in choices)
+
+    def shown(override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in NAME_GROUPS or key in ("experiment", "hparams_search"):
+            return False
+        return not any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
+
+    extra = [o for o in overrides if shown(o)]
+    name = base if not extra else f"{base} " + ",".join(extra)
+    return name[:250]
+
+
+def interrupted_reason(error: KeyboardInterrupt) -> str:
+    return f"interrupted ({error or 'SIGINT'})"
+
+
+@dataclass
+class RunSession:
+    recorder: ResilientRecorder
+    output_dir: Path
+    ended: bool = False
+
+    @classmethod
+    def open(
+        cls,
+        client,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, Any],
+        output_dir: Path,
+        parent_run_id: str | None = None,
+    ) -> RunSession:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        recorder = RunRecorder.start(client, experiment_id, name, tags, parent_run_id)
+        return cls(ResilientRecorder(recorder, output_dir), output_dir)
+
+    @property
+    def run_id(self) -> str:
+        return self.recorder.run_id
+
+    @property
+    def client(self):
+        return self.recorder.client
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.recorder.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self.recorder.log_metrics(metrics, step)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.recorder.set_tags(tags)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.recorder.log_artifact(path, folder)
+
+    def log_files(self, written: Iterable[tuple[Path, str | None]]) -> None:
+        for path, folder in written:
+            self.recorder.log_artifact(path, folder)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        """Ends the run once; a later call (an error after `finish`) changes nothing."""
+        if not self.ended:
+            self.ended = True
+            self.recorder.end(status, reason)
+
+    @contextmanager
+    def closing(self, plain: tuple[type[BaseException], ...] = ()) -> Iterator[RunSession]:
+        """Ends the run KILLED on Ctrl-C or SIGTERM and FAILED on an error, then lets the
+        error go on. The reason names the error's type, but for the `plain` types, whose
+        messages say it all (a data file that cannot be read)."""
+        try:
+            yield self
+        except KeyboardInterrupt as e:
+            self.end("KILLED", interrupted_reason(e))
+            raise
+        except plain as e:
+            self.end("FAILED", str(e)[:5000])
+            raise
+        except BaseException as e:
+            self.end("FAILED", f"{type(e).__name__}: {e}"[:5000])
+            raise
+
+    def finish(
+        self,
+        model,
+        outcome,
+        data,
+        training,
+        *,
+        history: dict[str, list[float]] | None = None,
+        diagnostics: FailureReport | None = None,
+        save_model: bool = True,
+    ) -> dict[str, float] | None:
+        """Test metrics (None if training exploded), artifacts, then the run's end.
+        `data` holds the test split; `history` defaults to the outcome's own."""
+        from experiments.tracking.artifacts import write_model_artifacts
+        from experiments.training.loop import evaluate
+
+        history = outcome.history if history is None else history
+        test = None
+        if not outcome.exploded:
+            test = evaluate(model, data.x_test, data.y_test, training)
+            self.log_metrics(test, step=max(len(history.get("loss", [])) - 1, 0))
+        if diagnostics is not None:
+            self.log_files(diagnostics.write_artifacts(self.output_dir))
+        self.log_files(
+            write_model_artifacts(
+                model, history, self.output_dir, save_model=save_model and not outcome.exploded
+            )
+        )
+        if outcome.exploded:
+            failure_tags = diagnostics.failure_tags() if diagnostics is not None else {}
+            self.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})
+            self.end("FAILED", outcome.reason)
+        else:
+            self.end("FINISHED")
+        return test

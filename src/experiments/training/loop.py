@@ -1,0 +1,162 @@
+"""Compile, fit with per-epoch logging and a stop at the first non-finite loss, evaluate."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from experiments.config.schema import Config, TrainingConfig
+from experiments.data import Splits
+from experiments.training.optimizers import make_optimizer
+
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and TensorFlow/Keras seeds at once; Keras 3 draws unseeded
+    initializers from Python's `random`, which tf.random.set_seed alone leaves alone."""
+    keras.utils.set_random_seed(seed)
+
+
+def compile_model(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    training: TrainingConfig,
+    loss: str = "sparse_categorical_crossentropy",
+) -> None:
+    model.compile(
+        loss=loss,
+        optimizer=optimizer,
+        metrics=["accuracy"],
+        steps_per_execution=training.steps_per_execution,
+        jit_compile=training.jit_compile,
+    )
+
+
+def compiled_model(cfg: Config, splits: Splits) -> tuple[keras.Model, keras.optimizers.Optimizer]:
+    """The run's model from its config groups, seeded first, compiled with its optimizer."""
+    from experiments.models.blocks import build_model
+
+    seed_everything(cfg.training.seed)
+    model = build_model(
+        cfg.model,
+        cfg.init,
+        cfg.activation,
+        cfg.normalization,
+        splits.input_shape,
+        splits.num_classes,
+    )
+    optimizer = make_optimizer(cfg.optimizer, cfg.clipping)
+    compile_model(model, optimizer, cfg.training)
+    return model, optimizer
+
+
+def optimizer_params(optimizer: keras.optimizers.Optimizer) -> dict[str, object]:
+    """The optimizer's own config, as params: what Keras actually used, defaults included."""
+    config = optimizer.get_config()
+    return {k: v for k, v in config.items() if k != "name" and not isinstance(v, dict)}
+
+
+@dataclass
+class Outcome:
+    """How a fit ended. `failed_epoch` is set when a non-finite value stopped it."""
+
+    epochs_run: int = 0
+    failed_epoch: int | None = None
+    reason: str | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def exploded(self) -> bool:
+        return self.failed_epoch is not None
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Per-epoch metrics with `step=epoch` in one batched call, and a stop at the first
+    non-finite loss (checked at every compiled call, i.e. every steps_per_execution
+    steps, where Keras hands back the running loss)."""
+
+    def __init__(
+        self,
+        log_metrics: Callable[[dict[str, float], int], None],
+        outcome: Outcome,
+        step_offset: int = 0,
+    ):
+        super().__init__()
+        self.log_metrics = log_metrics
+        self.outcome = outcome
+        self.step_offset = step_offset
+        self._epoch = 0
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._stop(
+                f"non-finite training loss ({float(loss)}) at epoch {self._epoch + self.step_offset}"
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + self.step_offset
+        values = {k: float(v) for k, v in (logs or {}).items() if k in EPOCH_METRICS}
+        values["epoch_seconds"] = time.perf_counter() - self._started
+        self.log_metrics(values, step)
+        for key, value in values.items():
+            self.outcome.history.setdefault(key, []).append(value)
+        self.outcome.epochs_run += 1
+        bad = [k for k in ("loss", "val_loss") if k in values and not math.isfinite(values[k])]
+        if bad and not self.outcome.exploded:
+            self._stop(f"non-finite {bad[0]} ({values[bad[0]]}) at epoch {step}")
+
+    def _stop(self, reason: str) -> None:
+        if not self.outcome.exploded:
+            self.outcome.failed_epoch = self._epoch + self.step_offset
+            self.outcome.reason = reason
+        self.model.stop_training = True
+
+
+def fit(
+    model: keras.Model,
+    splits: Splits,
+    training: TrainingConfig,
+    log_metrics: Callable[[dict[str, float], int], None],
+    output_dir: Path | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    step_offset: int = 0,
+    epochs: int | None = None,
+) -> Outcome:
+    outcome = Outcome()
+    callbacks: list[keras.callbacks.Callback] = [EpochLogger(log_metrics, outcome, step_offset)]
+    if output_dir is not None:
+        # A local copy of every epoch's numbers beside the job's other outputs.
+        callbacks.append(keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True))
+    callbacks.extend(extra_callbacks or [])
+    model.fit(
+        splits.x_train,
+        splits.y_train,
+        batch_size=training.batch_size,
+        epochs=training.epochs if epochs is None else epochs,
+        steps_per_epoch=training.steps_per_epoch,
+        validation_data=(splits.x_val, splits.y_val),
+        validation_batch_size=training.eval_batch_size,
+        callbacks=callbacks,
+        verbose=training.verbose,
+    )
+    return outcome
+
+
+def evaluate(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, training: TrainingConfig
+) -> dict[str, float]:
+    results = model.evaluate(x, y, batch_size=training.eval_batch_size, verbose=0, return_dict=True)
+    return {f"test_{k}": float(v) for k, v in results.items()}

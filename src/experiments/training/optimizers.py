@@ -1,0 +1,95 @@
+"""Optimizers and gradient clipping (the `optimizer` and `clipping` groups): their
+schemas and one builder per option.
+
+A clipping option builds the keyword arguments that Keras optimizers take for it
+(`clipvalue`, `clipnorm`, `global_clipnorm`); an optimizer option builds the optimizer
+with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.config.registry import Options
+
+CLIPPINGS = Options("clipping")
+
+
+@CLIPPINGS.register("none")
+def no_clipping(cfg: ClippingConfig) -> dict[str, float]:
+    return {}
+
+
+@CLIPPINGS.register("value", uses={"threshold"})
+def clip_value(cfg: ClippingConfig) -> dict[str, float]:
+    return {"clipvalue": cfg.threshold}
+
+
+@CLIPPINGS.register("norm", uses={"threshold"})
+def clip_norm(cfg: ClippingConfig) -> dict[str, float]:
+    return {"clipnorm": cfg.threshold}
+
+
+@CLIPPINGS.register("global_norm", uses={"threshold"})
+def clip_global_norm(cfg: ClippingConfig) -> dict[str, float]:
+    return {"global_clipnorm": cfg.threshold}
+
+
+ClippingName = CLIPPINGS.enum("ClippingName", __name__)
+
+
+@dataclass
+class ClippingConfig:
+    name: ClippingName = ClippingName.none
+    threshold: float | None = None
+
+
+OPTIMIZERS = Options("optimizer")
+
+
+@OPTIMIZERS.register("sgd", uses={"momentum", "nesterov"})
+def sgd(cfg: OptimizerConfig, **common):
+    import keras
+
+    return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
+
+
+@OPTIMIZERS.register("adam", uses={"beta_1", "beta_2"})
+def adam(cfg: OptimizerConfig, **common):
+    import keras
+
+    return keras.optimizers.Adam(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
+
+
+@OPTIMIZERS.register("nadam", uses={"beta_1", "beta_2"})
+def nadam(cfg: OptimizerConfig, **common):
+    import keras
+
+    return keras.optimizers.Nadam(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
+
+
+@OPTIMIZERS.register("rmsprop", uses={"rho", "momentum"})
+def rmsprop(cfg: OptimizerConfig, **common):
+    import keras
+
+    return keras.optimizers.RMSprop(rho=cfg.rho, momentum=cfg.momentum, **common)
+
+
+OptimizerName = OPTIMIZERS.enum("OptimizerName", __name__)
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = OptimizerName.sgd
+    learning_rate: float = 1e-3
+    momentum: float | None = None
+    nesterov: bool | None = None
+    beta_1: float | None = None
+    beta_2: float | None = None
+    rho: float | None = None
+
+
+def make_optimizer(cfg: OptimizerConfig, clipping: ClippingConfig):
+    """The optimizer with its learning rate and the clipping's arguments."""
+    common = {"learning_rate": cfg.learning_rate, **CLIPPINGS.build(clipping.name, clipping)}
+    return OPTIMIZERS.build(cfg.name, cfg, **common)

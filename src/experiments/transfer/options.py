@@ -1,0 +1,58 @@
+"""The transfer group's schema: `none`, or the reuse-of-pretrained-layers `study`.
+
+Keras-free: the config checks read it before TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.config.registry import Options
+from experiments.models.naming import parse_layer_name
+
+TRANSFERS = Options("transfer")
+TRANSFERS.add("none")
+TRANSFERS.add(
+    "study",
+    uses={
+        "task_b_classes",
+        "train_size_b",
+        "baseline_epochs",
+        "freeze_epochs",
+        "finetune_epochs",
+        "finetune_learning_rate",
+        "trainable_from",
+    },
+)
+TransferName = TRANSFERS.enum("TransferName", __name__)
+
+
+@dataclass
+class TransferConfig:
+    """The reuse-of-pretrained-layers study (transfer=study): model A trains on every
+    class but `task_b_classes` for training.epochs; task B is those two classes (1 = the
+    second one) with `train_size_b` training images."""
+
+    name: TransferName = TransferName.none
+    task_b_classes: list[int] | None = None
+    train_size_b: int | None = None
+    baseline_epochs: int | None = None
+    freeze_epochs: int | None = None
+    finetune_epochs: int | None = None
+    finetune_learning_rate: float | None = None
+    # Which reused layers unfreeze for fine-tuning: all | none | hidden_NN (that block and above).
+    trainable_from: str | None = None
+    # Load model A from this run's model/model.keras instead of training it (optional
+    # under transfer=study).
+    source_run_id: str | None = None
+
+
+def first_unfrozen_block(spec: str, n_blocks: int) -> int | None:
+    """The lowest hidden block (1-based) that fine-tuning trains: 1 for `all` (input BN
+    included), the block's number for `hidden_NN`, None for `none` or an unknown spec."""
+    if spec == "all":
+        return 1
+    parsed = parse_layer_name(spec)
+    if parsed and parsed[1] is None and 1 <= parsed[0] <= n_blocks:
+        return parsed[0]
+    return None

@@ -1,0 +1,172 @@
+"""Composition of every option and preset, and the schema's checks. No TensorFlow here."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.compose import compose
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from experiments.config.checks import ConfigError, validate
+from experiments.paths import CONF_DIR
+
+GROUPS = [
+    "data",
+    "model",
+    "init",
+    "activation",
+    "normalization",
+    "clipping",
+    "optimizer",
+    "training",
+    "tracking",
+]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def presets() -> list[str]:
+    return options("experiment")
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
+)
+def test_every_option_of_every_group_composes_and_validates(group, option):
+    cfg = validate(compose([f"{group}={option}"]))
+    node = getattr(cfg, group)
+    if hasattr(node, "name"):
+        assert node.name.value == option
+
+
+def test_the_groups_offer_what_the_issue_lists():
+    assert set(options("init")) >= {
+        "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal",
+        "lecun_uniform", "orthogonal", "variance_scaling", "random_normal",
+    }  # fmt: skip
+    assert set(options("activation")) >= {
+        "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "swish",
+    }  # fmt: skip
+    assert set(options("normalization")) >= {"none", "batchnorm"}
+    assert set(options("clipping")) >= {"none", "value", "norm", "global_norm"}
+    assert set(options("optimizer")) >= {"sgd", "adam", "nadam", "rmsprop"}
+    assert set(options("data")) >= {"fashion_mnist", "synthetic"}
+
+
+def test_default_run_is_the_notebooks_first_network():
+    cfg = validate(compose())
+    assert cfg.model.hidden_sizes() == [300, 100]
+    assert cfg.init.name.value == "he_normal"
+    assert cfg.activation.name.value == "leaky_relu" and cfg.activation.negative_slope == 0.3
+    assert cfg.normalization.name.value == "none" and cfg.clipping.name.value == "none"
+    assert cfg.optimizer.name.value == "sgd" and cfg.optimizer.learning_rate == 1e-3
+    assert cfg.data.name.value == "fashion_mnist" and cfg.data.validation_size == 5000
+    assert (cfg.training.batch_size, cfg.training.seed) == (32, 42)
+
+
+@pytest.mark.parametrize("preset", presets())
+def test_every_preset_composes_and_validates(preset):
+    validate(compose([f"experiment={preset}"]))
+
+
+def test_presets_keep_the_notebooks_hyperparameters():
+    selu = validate(compose(["experiment=selu_deep"]))
+    assert selu.model.hidden_sizes() == [300] + [100] * 99
+    assert (selu.activation.name.value, selu.init.name.value) == ("selu", "lecun_normal")
+    assert selu.data.standardize and selu.training.epochs == 5
+    relu = validate(compose(["experiment=relu_deep"]))
+    assert relu.model.hidden_sizes() == selu.model.hidden_sizes()
+    assert (relu.activation.name.value, relu.init.name.value) == ("relu", "he_normal")
+    for name in ("leaky_relu", "prelu", "elu"):
+        cfg = validate(compose([f"experiment={name}"]))
+        assert cfg.activation.name.value == name and cfg.init.name.value == "he_normal"
+        assert cfg.model.hidden_sizes() == [300, 100] and cfg.training.epochs == 10
+        assert cfg.optimizer.learning_rate == 1e-3
+    for name, position in (("batchnorm_after", "after"), ("batchnorm_before", "before")):
+        cfg = validate(compose([f"experiment={name}"]))
+        assert cfg.normalization.position.value == position and cfg.normalization.input_bn
+        assert cfg.activation.name.value == "relu" and cfg.training.epochs == 10
+    for name, mode in (("clip_value", "value"), ("clip_norm", "norm")):
+        cfg = validate(compose([f"experiment={name}"]))
+        assert cfg.clipping.name.value == mode and cfg.clipping.threshold == 1.0
+
+
+def test_a_preset_still_takes_command_line_overrides():
+    cfg = validate(compose(["experiment=selu_deep", "data=synthetic", "training.epochs=1"]))
+    assert cfg.data.name.value == "synthetic" and cfg.training.epochs == 1
+    assert cfg.activation.name.value == "selu"
+
+
+def test_compact_deep_form_and_variance_scaling_settings():
+    cfg = validate(compose(["model.hidden=[50]", "model.repeat=3", "model.repeat_width=20"]))
+    assert cfg.model.hidden_sizes() == [50, 20, 20, 20]
+    vs = validate(
+        compose(["init=variance_scaling", "init.mode=fan_in", "init.distribution=truncated_normal"])
+    )
+    assert (vs.init.scale, vs.init.mode.value, vs.init.distribution.value) == (
+        2.0,
+        "fan_in",
+        "truncated_normal",
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.learning_rate=0"], "optimizer.learning_rate=0.0 is not allowed: must be > 0"),
+        (["optimizer.learning_rate=-1e-3"], "optimizer.learning_rate=-0.001 is not allowed: must be > 0"),
+        (["clipping=norm", "clipping.threshold=0"], "clipping.threshold=0.0 is not allowed: must be > 0"),
+        (["clipping=value", "clipping.threshold=null"], "clipping.threshold=None is not allowed: clipping=value needs a value"),
+        (["model.hidden=[]"], "model.hidden=[] is not allowed: at least one hidden layer"),
+        (["model.hidden=[300,0]"], "model.hidden[1]=0 is not allowed: layer sizes must be >= 1"),
+        (["model.hidden=[-5]"], "model.hidden[0]=-5 is not allowed: layer sizes must be >= 1"),
+        (["model.repeat=2", "model.repeat_width=0"], "model.repeat_width=0 is not allowed: must be >= 1"),
+        (["training.batch_size=0"], "training.batch_size=0 is not allowed: must be >= 1"),
+        (["training.epochs=0"], "training.epochs=0 is not allowed: must be >= 1"),
+        (["activation.negative_slope=-0.1"], "activation.negative_slope=-0.1 is not allowed: must be >= 0"),
+        (["activation=relu", "activation.alpha=2"], "activation.alpha=2.0 is not allowed: only activation=elu uses it"),
+        (["init=random_normal", "init.stddev=0"], "init.stddev=0.0 is not allowed: must be > 0"),
+        (["optimizer.momentum=1.5"], "optimizer.momentum=1.5 is not allowed: must be in [0, 1)"),
+        (["optimizer.nesterov=true"], "optimizer.nesterov=True is not allowed: needs optimizer.momentum > 0"),
+        (["data=synthetic", "data.validation_size=5000"], "data.validation_size=5000 is not allowed: must be < data.train_size"),
+        (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed"),
+    ],
+)  # fmt: skip
+def test_bad_values_fail_with_one_line_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(compose(overrides))
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("init.mode=sideways", "fan_in, fan_out, fan_avg"),
+        ("init.distribution=gamma", "truncated_normal, untruncated_normal, uniform"),
+        ("normalization.position=middle", "after, before"),
+        ("training.batch_size=abc", "training.batch_size"),
+        ("model.hidden=[a]", "model.hidden"),
+    ],
+)
+def test_wrong_types_and_unknown_enum_values_fail_at_compose_time(override, expected):
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose(["init=variance_scaling", "normalization=batchnorm", override])
+    assert expected in str(caught.value) + str(caught.value.__cause__)
+
+
+def test_unknown_option_gets_hydras_list_of_choices():
+    with pytest.raises(MissingConfigException) as caught:
+        compose(["activation=relu6"])
+    text = str(caught.value)
+    assert "Available options in 'activation'" in text
+    for option in ("leaky_relu", "prelu", "selu"):
+        assert option in text
+
+
+def test_misspelt_key_is_rejected_at_compose_time():
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose(["optimizer.learnin_rate=0.1"])
+    assert "learnin_rate" in str(caught.value) + str(caught.value.__cause__)

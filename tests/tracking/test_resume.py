@@ -1,0 +1,78 @@
+"""Resume: re-running a multirun skips the jobs whose identical config already FINISHED
+in the experiment; `tracking.skip_finished=false` runs them again."""
+
+from __future__ import annotations
+
+from helpers.compose import compose
+from helpers.sweeps import EXPLODING, TINY, children
+
+from experiments.tracking.resume import SKIPPED_TAG_PREFIX, config_hash
+
+
+def digest(*overrides: str) -> str:
+    return config_hash(compose(list(overrides)))
+
+
+def test_the_digest_ignores_what_cannot_change_results():
+    base = digest("data=synthetic")
+    assert digest("data=synthetic", "training.verbose=0") == base
+    assert digest("data=synthetic", "tracking.uri=http://127.0.0.1:5001") == base
+    assert digest("data=synthetic", "tracking=server", "tracking.experiment=other") == base
+    assert digest("data=synthetic", "training.steps_per_execution=7") == base
+    assert digest("data=synthetic", "data.dir=/elsewhere") == base
+
+
+def test_the_digest_follows_what_does_change_results():
+    base = digest("data=synthetic")
+    others = {
+        digest("data=synthetic", "training.seed=7"),
+        digest("data=synthetic", "optimizer.learning_rate=0.02"),
+        digest("data=synthetic", "activation=elu"),
+        digest("data=synthetic", "clipping=norm"),
+        digest("data=synthetic", "data.noise=0.5"),
+        digest("data=fashion_mnist"),
+    }
+    assert base not in others and len(others) == 6
+
+
+def parents(workspace):
+    runs = [r for r in workspace.runs() if r.data.tags.get("sweep") == "true"]
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def test_rerunning_a_sweep_runs_only_what_has_not_finished(workspace):
+    sweep = ["-m", *TINY, "training.epochs=2", "training.seed=1,2"]
+    assert workspace.train(*sweep) == 0
+    first = {r.info.run_id for r in workspace.runs() if r.data.tags.get("sweep") != "true"}
+    assert len(first) == 2
+
+    # The same sweep plus one new job: only the new one runs, nested under the new parent.
+    assert workspace.train(*sweep[:-1], "training.seed=1,2,3") == 0
+    client = workspace.client()
+    parent = parents(workspace)[-1]
+    new = children(client, parent)
+    assert [r.data.params["training.seed"] for r in new] == ["3"]
+    assert parent.data.metrics["children_skipped"] == 2
+    assert parent.data.metrics["children_finished"] == 1
+    skipped_for = {v for k, v in parent.data.tags.items() if k.startswith(SKIPPED_TAG_PREFIX)}
+    assert skipped_for == first
+    # The resumed sweep's report stands the earlier runs in for the skipped jobs.
+    report_rows = (workspace.folder / "multirun" / "report" / "runs.csv").read_text()
+    for run_id in first | {new[0].info.run_id}:
+        assert run_id in report_rows
+
+    # The flag turns it off: the same jobs run again.
+    assert workspace.train(*sweep, "tracking.skip_finished=false") == 0
+    again = children(client, parents(workspace)[-1])
+    assert len(again) == 2 and not {r.info.run_id for r in again} & first
+
+
+def test_a_run_that_did_not_finish_is_run_again(workspace):
+    sweep = ["-m", *TINY, "training.epochs=2", *EXPLODING]
+    assert workspace.train(*sweep) == 0
+    assert workspace.train(*sweep) == 0
+    client = workspace.client()
+    for parent in parents(workspace):
+        runs = children(client, parent)
+        assert [r.info.status for r in runs] == ["FAILED"]
+        assert parent.data.metrics["children_skipped"] == 0
