@@ -44,11 +44,15 @@ study: setup
 		tracking.experiment=notebook-study hydra.sweep.dir=multirun/study \
 		$(if $(STUDY_EPOCHS),training.epochs=$(STUDY_EPOCHS)) $(STUDY_ARGS)
 
+# Tests run on every core (pytest-xdist); tests that share one end-to-end sweep run on
+# the same worker (xdist_group), so it is made once.
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
+
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

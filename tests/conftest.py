@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.compose import compose
+from helpers.compose import FAST, compose
 from helpers.workspace import Workspace
 
 
@@ -22,6 +22,21 @@ def _isolated_tracking(monkeypatch):
 @pytest.fixture
 def workspace(tmp_path) -> Workspace:
     return Workspace(tmp_path)
+
+
+@pytest.fixture
+def fresh_workspace(tmp_path) -> Workspace:
+    """A launch folder without a store: the first run creates it."""
+    return Workspace(tmp_path, fresh=True)
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory) -> Workspace:
+    """One real multirun, shared by the tests that only read what it recorded: two jobs
+    (relu, tanh), one epoch each, under one parent run, with the sweep's report."""
+    workspace = Workspace(tmp_path_factory.mktemp("small_sweep"))
+    assert workspace.train("-m", *FAST, "training.epochs=1", "activation=relu,tanh") == 0
+    return workspace
 
 
 @pytest.fixture(scope="session")

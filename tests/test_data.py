@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.compose import typed
 
 from experiments.data import (
     FILES,
@@ -15,7 +16,6 @@ from experiments.data import (
     LABELS_MAGIC,
     DataConfig,
     DataError,
-    DataName,
     load,
     locate_fashion_mnist,
     read_idx,
@@ -118,7 +118,7 @@ def test_image_size_and_label_range_are_checked(tmp_path):
 
 def test_missing_file_message_names_the_file_and_the_ways_to_supply_data(tmp_path):
     with pytest.raises(DataError) as caught:
-        load(DataConfig(dir=str(tmp_path)))
+        load(data_cfg(f"data.dir={tmp_path}"))
     text = str(caught.value)
     assert str(tmp_path / FILES["train"][0]) in text
     assert (
@@ -145,7 +145,7 @@ def test_configured_folder_wins_then_the_keras_cache(tmp_path, monkeypatch):
 
 def test_splits_follow_the_notebook(tmp_path):
     arrays = make_dataset(tmp_path, n_train=60, n_test=20)
-    splits = load(DataConfig(dir=str(tmp_path), validation_size=15))
+    splits = load(data_cfg(f"data.dir={tmp_path}", "data.validation_size=15"))
     for x in (splits.x_train, splits.x_val, splits.x_test):
         assert x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
         assert 0.0 <= x.min() and x.max() <= 1.0
@@ -160,8 +160,10 @@ def test_splits_follow_the_notebook(tmp_path):
 
 def test_standardization_uses_the_training_split_statistics(tmp_path):
     make_dataset(tmp_path)
-    plain = load(DataConfig(dir=str(tmp_path), validation_size=10))
-    scaled = load(DataConfig(dir=str(tmp_path), validation_size=10, standardize=True))
+    plain = load(data_cfg(f"data.dir={tmp_path}", "data.validation_size=10"))
+    scaled = load(
+        data_cfg(f"data.dir={tmp_path}", "data.validation_size=10", "data.standardize=true")
+    )
     mean, std = plain.x_train.mean(axis=0), plain.x_train.std(axis=0)
     np.testing.assert_allclose(scaled.x_train.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(scaled.x_train.std(axis=0), 1.0, atol=1e-4)
@@ -176,14 +178,22 @@ def test_a_pixel_blank_in_every_training_image_stays_finite(tmp_path):
         images = read_idx(path, IMAGES_MAGIC).copy()
         images[:, 0, 0] = 0
         write_gz(path, idx_bytes(IMAGES_MAGIC, images))
-    scaled = load(DataConfig(dir=str(tmp_path), validation_size=10, standardize=True))
+    scaled = load(
+        data_cfg(f"data.dir={tmp_path}", "data.validation_size=10", "data.standardize=true")
+    )
     assert np.isfinite(scaled.x_train).all() and np.isfinite(scaled.x_test).all()
 
 
-def synthetic_cfg(**kw) -> DataConfig:
-    base = dict(name=DataName.synthetic, validation_size=20, train_size=100, test_size=30,
-                image_size=28, num_classes=10, noise=0.35)  # fmt: skip
-    return DataConfig(**(base | kw))
+def data_cfg(*overrides: str) -> DataConfig:
+    return typed(*overrides).data
+
+
+def synthetic_cfg(*overrides: str) -> DataConfig:
+    return data_cfg(
+        "data=synthetic", "data.validation_size=20", "data.train_size=100",
+        "data.test_size=30", "data.image_size=28", "data.num_classes=10", "data.noise=0.35",
+        *overrides,
+    )  # fmt: skip
 
 
 def test_synthetic_set_is_deterministic_and_shaped_like_fashion_mnist():
@@ -198,7 +208,9 @@ def test_synthetic_set_is_deterministic_and_shaped_like_fashion_mnist():
 def test_synthetic_classes_are_separable_by_their_means():
     """Learnable: a nearest-class-mean classifier fit on the training split beats chance
     by far on the test split, so a failure to learn in a test is the model's fault."""
-    splits = load(synthetic_cfg(train_size=600, test_size=200, validation_size=100))
+    splits = load(
+        synthetic_cfg("data.train_size=600", "data.test_size=200", "data.validation_size=100")
+    )
     x, y = splits.x_train.reshape(len(splits.x_train), -1), splits.y_train
     means = np.stack([x[y == c].mean(axis=0) for c in range(10)])
     xt = splits.x_test.reshape(len(splits.x_test), -1)

@@ -50,9 +50,11 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     multirun: bool = False
     parent_run_id: str | None = None
+    # TensorFlow threads of this job when several run side by side (sweeps.parallelism).
+    threads: int | None = None
 
     @classmethod
-    def from_hydra(cls) -> Job:
+    def from_hydra(cls, threads: int | None = None) -> Job:
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
         return cls(
@@ -66,6 +68,7 @@ class Job:
             overrides=list(hc.overrides.task),
             multirun=multirun,
             parent_run_id=os.environ.get(SWEEP_PARENT_ENV) if multirun else None,
+            threads=threads,
         )
 
 
@@ -131,7 +134,7 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
         with session.closing(plain=(data.DataError, TransferError)), sigterm_as_interrupt():
             splits = data.load(cfg.data)
             # After the data: a file that cannot be read fails before TensorFlow's start-up.
-            session.set_tags(parallelism.thread_tags())
+            session.set_tags(parallelism.start_tensorflow(job.threads))
             if cfg.transfer.name is TransferName.study:
                 from experiments.transfer.study import run_study
 
@@ -223,9 +226,9 @@ def main(cfg: DictConfig) -> float | None:
         _report(str(e), 2, multirun, e)
     from experiments.sweeps import objective, parallelism
 
-    parallelism.limit_for_launcher(HydraConfig.get().launcher)
+    threads = parallelism.share_for_launcher(HydraConfig.get().launcher)
     try:
-        return objective.objective(run(typed, cfg, Job.from_hydra()))
+        return objective.objective(run(typed, cfg, Job.from_hydra(threads)))
     except UserError as e:
         _report(str(e), 1, multirun, e)
 

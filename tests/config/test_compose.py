@@ -54,8 +54,8 @@ def test_the_groups_offer_what_the_issue_lists():
     assert set(options("data")) >= {"fashion_mnist", "synthetic"}
 
 
-def test_default_run_is_the_notebooks_first_network():
-    cfg = validate(compose())
+def test_default_run_is_the_notebooks_first_network(cfg_train):
+    cfg = validate(cfg_train)
     assert cfg.model.hidden_sizes() == [300, 100]
     assert cfg.init.name.value == "he_normal"
     assert cfg.activation.name.value == "leaky_relu" and cfg.activation.negative_slope == 0.3
@@ -170,3 +170,16 @@ def test_misspelt_key_is_rejected_at_compose_time():
     with pytest.raises(ConfigCompositionException) as caught:
         compose(["optimizer.learnin_rate=0.1"])
     assert "learnin_rate" in str(caught.value) + str(caught.value.__cause__)
+
+
+def test_option_names_pickle_by_reference():
+    """A sweep sends each job's composed config to other processes (joblib, Ray): the
+    registry-made Enums must come back as the very same members."""
+    import pickle
+
+    from experiments.config.schema import GROUP_OPTIONS
+
+    cfg = validate(compose(["experiment=transfer"]))
+    for group in GROUP_OPTIONS:
+        name = getattr(cfg, group).name
+        assert pickle.loads(pickle.dumps(name)) is name, group

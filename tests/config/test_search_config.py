@@ -26,6 +26,6 @@ def test_the_server_option_points_at_the_loopback_server():
     assert typed.tracking.skip_finished is True
 
 
-def test_resuming_is_on_by_default_and_can_be_turned_off():
-    assert validate(compose([])).tracking.skip_finished is True
+def test_resuming_is_on_by_default_and_can_be_turned_off(cfg_train):
+    assert validate(cfg_train).tracking.skip_finished is True
     assert validate(compose(["tracking.skip_finished=false"])).tracking.skip_finished is False

@@ -29,6 +29,9 @@ GLOROT = ["init=glorot_uniform"]
 HE = ["init=he_normal"]
 DEEP = ["model.hidden=[300]", "model.repeat=99", "model.repeat_width=100"]
 
+# One worker runs the whole module, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("diagnostics.test_papers")
+
 
 def _validation_images(standardize: bool):
     splits = synthetic_splits(

@@ -31,7 +31,12 @@ def artifact(workspace, run, path) -> Path:
 
 
 def test_every_run_records_per_layer_diagnostics(workspace):
-    assert workspace.train(*FAST, "training.epochs=3", "diagnostics.every_n_epochs=2") == 0
+    assert (
+        workspace.train(
+            *FAST, "training.epochs=3", "diagnostics.every_n_epochs=2", "diagnostics.plots=true"
+        )
+        == 0
+    )
     (run,) = workspace.runs()
     client = workspace.client()
     assert run.info.status == "FINISHED"
@@ -66,6 +71,7 @@ def test_every_run_records_per_layer_diagnostics(workspace):
         assert content.startswith(PNG_MAGIC) and len(content) > 5000
 
 
+@pytest.mark.slow
 def test_a_100_layer_net_gets_three_digit_layer_names(workspace):
     assert (
         workspace.train(

@@ -7,11 +7,13 @@ from experiments.config.schema import Config
 from experiments.paths import CONF_DIR
 
 # Small, quick runs on the synthetic set; a learning rate that learns it in a few epochs.
+# The diagnostics' figures (about a second a run) only where a test looks at them.
 FAST = [
     "data=synthetic",
     "training.epochs=2",
     "training.verbose=0",
     "optimizer.learning_rate=0.05",
+    "diagnostics.plots=false",
 ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.store import artifact_location, ensure_experiment
+from helpers.workspace import copy_empty_store
 
 INITS = ("glorot_uniform", "he_normal", "lecun_normal")
 ACTIVATIONS = ("sigmoid", "selu")
@@ -68,7 +69,7 @@ class SweepStore:
 def make_sweep(folder: Path, experiment: str = EXPERIMENT) -> SweepStore:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = copy_empty_store(folder)
     client = MlflowClient(uri)
     experiment_id = ensure_experiment(client, experiment, artifact_location(uri, folder))
     parent = RunRecorder.start(client, experiment_id, "sweep init,activation", {"sweep": "true"})

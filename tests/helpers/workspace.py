@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 
-class Workspace:
-    """A launch folder: runs started here land in <folder>/mlflow.db and <folder>/mlruns."""
+@functools.cache
+def _empty_store() -> Path:
+    """An empty MLflow store, made by MLflow once per test process: a new store runs
+    every schema migration (about 1.5 s), a copy of this one costs nothing."""
+    from mlflow.tracking import MlflowClient
 
-    def __init__(self, folder: Path):
+    path = Path(tempfile.mkdtemp(prefix="empty-store-")) / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def copy_empty_store(folder: Path) -> str:
+    """An empty store at <folder>/mlflow.db; returns its URI."""
+    shutil.copyfile(_empty_store(), folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+class Workspace:
+    """A launch folder: runs started here land in <folder>/mlflow.db and <folder>/mlruns.
+    The store starts as a copy of an empty one, unless `fresh` asks MLflow to create it."""
+
+    def __init__(self, folder: Path, fresh: bool = False):
         self.folder = folder
         self.uri = f"sqlite:///{folder / 'mlflow.db'}"
+        if not fresh and not (folder / "mlflow.db").exists():
+            copy_empty_store(folder)
 
     def train(self, *overrides: str) -> int:
         """The real `python -m experiments.train` in-process; returns its exit code."""

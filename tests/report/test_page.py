@@ -55,6 +55,10 @@ class PageParser(HTMLParser):
             self.summary.append(data.strip())
 
 
+# One worker runs the whole module, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("report.test_page")
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return sweep.make_sweep(tmp_path_factory.mktemp("sweep"))

@@ -24,7 +24,8 @@ from mlflow.tracking import MlflowClient
 from experiments.processes import child_environment
 from experiments.tracking.resilient import UNSENT_FILE
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module, so its module-scoped fixtures are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking.test_server")]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,9 @@ STUDY = [
     f"transfer.finetune_epochs={FINETUNE}",
 ]
 
+# One worker runs the whole module, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("transfer.test_study")
+
 
 @dataclass
 class Done:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 TINY_STUDY = [
     "experiment=transfer",
     "data=synthetic",
@@ -14,6 +16,7 @@ TINY_STUDY = [
 ]
 
 
+@pytest.mark.slow
 def test_a_sweep_nests_each_study_under_the_sweep_run(workspace):
     assert workspace.train("-m", *TINY_STUDY, "transfer.freeze_epochs=0,2") == 0
 

@@ -19,6 +19,9 @@ from experiments.transfer.tasks import TransferError, split_labels, split_tasks
 
 B_CLASSES = [5, 6]
 
+# One worker runs the whole module, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("transfer.test_tasks")
+
 
 def test_split_labels_moves_every_class_where_it_belongs():
     y = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 6, 5, 9, 0], dtype=np.int32)

@@ -67,16 +67,22 @@ def limit_tensorflow_threads(threads: int) -> None:
         log.debug("TensorFlow already started; its thread pools stay as they are")
 
 
-def limit_for_launcher(launcher: Mapping[str, Any] | None) -> int | None:
-    """Applies this job's share; returns it (None: no limit, one job at a time)."""
+def share_for_launcher(launcher: Mapping[str, Any] | None) -> int | None:
+    """This job's share (None: no limit, one job at a time), in the environment of the
+    TensorFlow this process will start; nothing is imported yet, so a job that turns
+    out to be skipped never pays for TensorFlow."""
     threads = threads_per_job(launcher, available_cores())
     if threads is not None:
-        limit_tensorflow_threads(threads)
+        for name in THREAD_ENV:
+            os.environ[name] = str(threads)
     return threads
 
 
-def thread_tags() -> dict[str, str]:
-    """The pool sizes TensorFlow actually uses (0 is its default: every core)."""
+def start_tensorflow(threads: int | None) -> dict[str, str]:
+    """Imports TensorFlow with the job's share of threads; returns the pool sizes it
+    actually uses as tags (0 is its default: every core)."""
+    if threads is not None:
+        limit_tensorflow_threads(threads)
     import tensorflow as tf
 
     return {

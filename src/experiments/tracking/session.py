@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,11 +58,13 @@ def interrupted_reason(error: KeyboardInterrupt) -> str:
     return f"interrupted ({error or 'SIGINT'})"
 
 
-@dataclass
-class RunSession:
-    recorder: ResilientRecorder
-    output_dir: Path
-    ended: bool = False
+class RunSession(ResilientRecorder):
+    """The run's records (see `ResilientRecorder`: none of its calls raises) and its
+    lifecycle: open, end once, end on an error, finish."""
+
+    def __init__(self, recorder: RunRecorder, output_dir: Path):
+        super().__init__(recorder, output_dir)
+        self.ended = False
 
     @classmethod
     def open(
@@ -76,38 +77,17 @@ class RunSession:
         parent_run_id: str | None = None,
     ) -> RunSession:
         output_dir.mkdir(parents=True, exist_ok=True)
-        recorder = RunRecorder.start(client, experiment_id, name, tags, parent_run_id)
-        return cls(ResilientRecorder(recorder, output_dir), output_dir)
-
-    @property
-    def run_id(self) -> str:
-        return self.recorder.run_id
-
-    @property
-    def client(self):
-        return self.recorder.client
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        self.recorder.log_params(params)
-
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        self.recorder.log_metrics(metrics, step)
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        self.recorder.set_tags(tags)
-
-    def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        self.recorder.log_artifact(path, folder)
+        return cls(RunRecorder.start(client, experiment_id, name, tags, parent_run_id), output_dir)
 
     def log_files(self, written: Iterable[tuple[Path, str | None]]) -> None:
         for path, folder in written:
-            self.recorder.log_artifact(path, folder)
+            self.log_artifact(path, folder)
 
     def end(self, status: str, reason: str | None = None) -> None:
         """Ends the run once; a later call (an error after `finish`) changes nothing."""
         if not self.ended:
             self.ended = True
-            self.recorder.end(status, reason)
+            super().end(status, reason)
 
     @contextmanager
     def closing(self, plain: tuple[type[BaseException], ...] = ()) -> Iterator[RunSession]:

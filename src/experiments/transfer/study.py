@@ -185,6 +185,23 @@ def _concat(*histories: dict[str, list[float]]) -> dict[str, list[float]]:
     return joined
 
 
+def _fit_and_finish(
+    study: Study,
+    session: RunSession,
+    model: keras.Model,
+    split: Splits,
+    phase: str,
+    epochs: int,
+    loss: str,
+) -> Result:
+    """One phase from scratch, then the nested run's end."""
+    outcome = study.fit_phase(model, split, session, phase, epochs=epochs, loss=loss)
+    test = study.finish(
+        session, model, split, outcome.history, outcome, study.cfg.tracking.log_model
+    )
+    return Result(test, outcome.history, outcome)
+
+
 def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
     """Model A, trained on task A or loaded from transfer.source_run_id; also returns
     the id of the run that holds it as model/model.keras."""
@@ -207,18 +224,16 @@ def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
             return model_a, holder, Result(test, {}, outcome)
         training.seed_everything(cfg.training.seed)
         model_a = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
-        outcome = study.fit_phase(
+        result = _fit_and_finish(
+            study,
+            session,
             model_a,
             tasks.a,
-            session,
             "pretrain",
-            epochs=cfg.training.epochs,
-            loss="sparse_categorical_crossentropy",
+            cfg.training.epochs,
+            "sparse_categorical_crossentropy",
         )
-        test = study.finish(
-            session, model_a, tasks.a, outcome.history, outcome, cfg.tracking.log_model
-        )
-        return model_a, session.run_id, Result(test, outcome.history, outcome)
+        return model_a, session.run_id, result
 
 
 def baseline_b(study: Study, tasks: Tasks) -> Result:
@@ -226,18 +241,15 @@ def baseline_b(study: Study, tasks: Tasks) -> Result:
     with study.child(BASELINE) as session:
         training.seed_everything(cfg.training.seed)
         model = build_baseline_b(cfg, tasks.b.input_shape)
-        outcome = study.fit_phase(
+        return _fit_and_finish(
+            study,
+            session,
             model,
             tasks.b,
-            session,
             "baseline",
-            epochs=cfg.transfer.baseline_epochs,
-            loss="binary_crossentropy",
+            cfg.transfer.baseline_epochs,
+            "binary_crossentropy",
         )
-        test = study.finish(
-            session, model, tasks.b, outcome.history, outcome, cfg.tracking.log_model
-        )
-        return Result(test, outcome.history, outcome)
 
 
 def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Result:
