@@ -98,3 +98,24 @@ def test_one_short_run_on_the_real_data_lands_in_mlflow(tmp_path, fashion_mnist_
     assert run.data.params["data.name"] == "fashion_mnist"
     assert 0.2 < run.data.metrics["val_accuracy"] <= 1.0  # 100 SGD steps beat chance (0.1)
     assert run.data.metrics["test_accuracy"] > 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # A wrong type exited 1 with Hydra's several lines; every config error exits 2.
+        (["training.epochs=abc"], "error: Error merging override training.epochs=abc: Value 'abc'"),
+        # A seed Keras cannot take failed 20 s later, after TensorFlow's start-up.
+        (["training.seed=-5"], "error: training.seed=-5 is not allowed: must be in 0..4294967295"),
+        # Keys the schema does not know were accepted and ignored in silence.
+        (["+training.epoch=5"], "error: training.epoch=5 is not allowed: no such key (did you mean training.epochs?)"),
+        (["+foo=1"], "error: foo=1 is not allowed: no such key"),
+    ],
+    ids=["wrong-type", "seed", "typo", "stray-key"],
+)  # fmt: skip
+def test_every_config_error_is_one_line_and_exit_2_before_tensorflow(args, expected, tmp_path):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = error_lines(result)
+    assert line.startswith(expected)
+    assert "tensorflow" not in imported(result) and "mlflow" not in imported(result)

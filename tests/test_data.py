@@ -216,3 +216,21 @@ def test_synthetic_classes_are_separable_by_their_means():
     xt = splits.x_test.reshape(len(splits.x_test), -1)
     predicted = np.argmin(((xt[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     assert (predicted == splits.y_test).mean() > 0.8
+
+
+def test_a_failed_download_says_why(tmp_path, monkeypatch):
+    """The message said only "(Exception)": it now carries the network's own words."""
+    import socket
+
+    from experiments import data
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    monkeypatch.setattr(data, "DOWNLOAD_ORIGIN", f"http://127.0.0.1:{closed}/")
+    with pytest.raises(DataError) as caught:
+        data._download(tmp_path / "datasets" / "fashion-mnist")
+    text = str(caught.value)
+    assert "the download failed (" in text and "(Exception)" not in text
+    assert "refused" in text.lower() or "fetch failure" in text.lower()
+    assert "\n" not in text

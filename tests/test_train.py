@@ -198,3 +198,20 @@ def test_local_history_is_kept_beside_the_job_outputs(workspace):
     assert (out / "model.keras").is_file()
     reloaded = keras.models.load_model(out / "model.keras")
     assert np.isfinite(keras.ops.convert_to_numpy(reloaded.get_layer("hidden_01").kernel)).all()
+
+
+def test_a_run_that_explodes_at_its_first_step_logs_no_made_up_loss(workspace):
+    """A 50-layer net drawn from N(0, 1) overflows in its first forward pass: no step is
+    applied, so the epoch has no measured training loss but a non-finite one; Keras'
+    empty running mean used to be logged as loss 0.0."""
+    code = workspace.train(
+        *FAST, "model.hidden=[64]", "model.repeat=49", "model.repeat_width=64",
+        "init=random_normal", "init.stddev=1.0", "activation=relu",
+    )  # fmt: skip
+    assert code == 0
+    (run,) = workspace.runs()
+    assert run.info.status == "FAILED" and "step 0" in run.data.tags["failure_reason"]
+    losses = [m.value for m in workspace.client().get_metric_history(run.info.run_id, "loss")]
+    accuracies = workspace.client().get_metric_history(run.info.run_id, "accuracy")
+    assert all(not np.isfinite(v) for v in losses)  # what was measured, never 0.0
+    assert accuracies == []

@@ -150,9 +150,15 @@ def _download(cache: Path) -> Path:
             except Exception as e:  # noqa: BLE001 - any network failure ends the same way
                 raise DataError(
                     f"{cache / name}: not found and the download failed "
-                    f"({type(e).__name__}); {HOW_TO_SUPPLY}"
+                    f"({_download_reason(e)}); {HOW_TO_SUPPLY}"
                 ) from None
     return cache
+
+
+def _download_reason(error: Exception) -> str:
+    """Keras wraps the network's error in a bare Exception: say what it says, briefly."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def load_fashion_mnist(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import signal
 import sys
 import threading
@@ -38,6 +37,21 @@ log = logging.getLogger(__name__)
 
 class UserError(RuntimeError):
     """An error the user can fix (data, store); reported as one line, not a traceback."""
+
+
+# Exit codes: 1 a store or data error, 2 a config error, 3 a run that finished but whose
+# records did not all reach the store (they are kept; `python -m experiments.sync`),
+# 130 interrupted (Ctrl-C or SIGTERM), as shells report a SIGINT.
+EXIT_USER, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+@dataclass
+class Result:
+    """A run's final validation accuracy (None if it exploded), and, when some of its
+    records did not reach the store, one line saying where they are."""
+
+    val_accuracy: float | None
+    incomplete: str | None = None
 
 
 @dataclass
@@ -80,7 +94,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -89,45 +103,50 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
-    """One training run, recorded in MLflow. Returns the final validation accuracy, or
-    None when training stopped on a non-finite value (the run then ends FAILED). In a
-    multirun, a config that already FINISHED is skipped and its earlier value returned."""
+def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
+    """One training run, recorded in MLflow. Its result holds the final validation
+    accuracy, or None when training stopped on a non-finite value (the run then ends
+    FAILED). In a multirun, a config that already FINISHED is skipped and its earlier
+    value returned."""
     from experiments import data
     from experiments.config.flatten import flatten
     from experiments.sweeps import parallelism
-    from experiments.tracking import resume, server, store
+    from experiments.tracking import resume, store
     from experiments.tracking.artifacts import write_config_artifacts
+    from experiments.tracking.orphans import process_tags
     from experiments.tracking.session import RunSession, run_name
     from experiments.transfer.tasks import TransferError
 
     job.output_dir.mkdir(parents=True, exist_ok=True)
-    uri = store.tracking_uri(cfg.tracking.uri, job.launch_dir)
     try:
-        server.check_reachable(uri)
-    except server.ServerUnreachable as e:
+        client, experiment_id = store.open_experiment(
+            cfg.tracking.uri, cfg.tracking.experiment, job.launch_dir
+        )
+    except store.TrackingError as e:
         raise UserError(str(e)) from None
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiment_id = store.ensure_experiment(
-        client, cfg.tracking.experiment, store.artifact_location(uri, job.launch_dir)
-    )
     digest = resume.config_hash(resolved)
     if job.multirun and cfg.tracking.skip_finished:
         earlier = resume.finished_run(client, experiment_id, digest)
         if earlier is not None:
-            return resume.skip(client, earlier, digest, job.parent_run_id)
+            return Result(resume.skip(client, earlier, digest, job.parent_run_id))
 
-    session = RunSession.open(
-        client,
-        experiment_id,
-        run_name(job.choices, job.overrides),
-        _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR)),
-        job.output_dir,
-        job.parent_run_id,
+    try:
+        session = RunSession.open(
+            client,
+            experiment_id,
+            run_name(job.choices, job.overrides),
+            _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR)) | process_tags(),
+            job.output_dir,
+            job.parent_run_id,
+        )
+    except Exception as e:  # noqa: BLE001 - the store refuses the run: one line, whatever the cause
+        raise UserError(store.describe_failure(client.tracking_uri, e)) from None
+    log.info(
+        "MLflow run %s in %s (experiment %r)",
+        session.run_id,
+        client.tracking_uri,
+        cfg.tracking.experiment,
     )
-    log.info("MLflow run %s in %s (experiment %r)", session.run_id, uri, cfg.tracking.experiment)
     session.log_params(flatten(resolved))
     session.log_files(write_config_artifacts(resolved, job.overrides, job.output_dir))
     try:
@@ -138,10 +157,12 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
             if cfg.transfer.name is TransferName.study:
                 from experiments.transfer.study import run_study
 
-                return run_study(cfg, splits, session)
-            return _train(cfg, splits, session)
+                value = run_study(cfg, splits, session)
+            else:
+                value = _train(cfg, splits, session)
     except (data.DataError, TransferError) as e:
         raise UserError(str(e)) from None
+    return Result(value, session.incomplete_reason())
 
 
 def _job_tags(cfg: Config, job: Job, digest: str, commit: str) -> dict[str, str]:
@@ -152,8 +173,7 @@ def _job_tags(cfg: Config, job: Job, digest: str, commit: str) -> dict[str, str]
         "seed": str(cfg.training.seed),
         "git_commit": commit,
         "mlflow.source.git.commit": commit,
-        "output_dir": str(job.output_dir),
-        "host": platform.node(),  # where output_dir is, when jobs run on several machines
+        "output_dir": str(job.output_dir),  # on the `host` of tracking.orphans.process_tags
         HASH_TAG: digest,
     }
 
@@ -223,15 +243,67 @@ def main(cfg: DictConfig) -> float | None:
     try:
         typed = validate(cfg)
     except ConfigError as e:
-        _report(str(e), 2, multirun, e)
+        _report(str(e), EXIT_CONFIG, multirun, e)
     from experiments.sweeps import objective, parallelism
 
     threads = parallelism.share_for_launcher(HydraConfig.get().launcher)
     try:
-        return objective.objective(run(typed, cfg, Job.from_hydra(threads)))
+        result = run(typed, cfg, Job.from_hydra(threads))
     except UserError as e:
-        _report(str(e), 1, multirun, e)
+        _report(str(e), EXIT_USER, multirun, e)
+    if result.incomplete and not multirun:
+        print(f"error: {result.incomplete}", file=sys.stderr)
+        sys.exit(EXIT_INCOMPLETE)
+    return objective.objective(result.val_accuracy)
+
+
+def cli() -> None:
+    """`python -m experiments.train`: Hydra's main, with every way it can end as one line
+    and an exit code (see EXIT_*), never a traceback wall for something the user did."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    # Hydra prints its own composition errors over several lines and exits 1; with
+    # HYDRA_FULL_ERROR they reach this function, which says them in one line (exit 2).
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        from experiments.sweeps.callback import end_interrupted_sweep
+        from experiments.tracking.session import interrupted_reason
+
+        parent = end_interrupted_sweep()
+        where = f"; sweep run {parent} ended KILLED" if parent else ""
+        print(f"error: {interrupted_reason(e)}{where}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except ConfigError as e:  # a job of a multirun
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except UserError as e:  # a job of a multirun
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER)
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"error: {_config_error_line(e)}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+def _config_error_line(error: BaseException) -> str:
+    """Hydra's and OmegaConf's messages as one line: what failed, then why (the cause's
+    first line: "Value 'abc' could not be converted to Integer")."""
+    parts = []
+    while error is not None and len(parts) < 2:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        if first and first not in parts:
+            parts.append(first)
+        error = error.__cause__
+    return ": ".join(parts) or "invalid config"
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -50,7 +50,7 @@ class Workspace:
         sys.argv = argv
         os.chdir(self.folder)
         try:
-            train.main()
+            train.cli()
             return 0
         except SystemExit as e:
             return e.code if isinstance(e.code, int) else 1

@@ -55,7 +55,7 @@ def test_sigterm_ends_the_run_killed_and_keeps_what_was_logged(tmp_path):
         cwd=tmp_path, env=child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         run = None
         while time.monotonic() < deadline:
             time.sleep(1.0)

@@ -4,11 +4,6 @@ mid-run costs no training."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
-
 import pytest
 from helpers.sweeps import (
     LOAD_SWEEP,
@@ -16,13 +11,9 @@ from helpers.sweeps import (
     TrackingServer,
     assert_load_sweep_complete,
     free_port,
-    history_rows,
     run_cli,
 )
 from mlflow.tracking import MlflowClient
-
-from experiments.processes import child_environment
-from experiments.tracking.resilient import UNSENT_FILE
 
 # One worker runs the whole module, so its module-scoped fixtures are built once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking.test_server")]
@@ -57,58 +48,3 @@ def test_an_unreachable_server_is_one_line_before_anything_starts(tmp_path, mult
     # prints the time this takes).
     assert seconds < 60
     assert not list(tmp_path.rglob("history.csv"))  # no training started
-
-
-def test_a_server_lost_mid_run_costs_no_training(tmp_path):
-    server = TrackingServer.start(tmp_path / "server")
-    try:
-        epochs = 12
-        job = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "experiments.train",
-                f"tracking.uri={server.uri}",
-                "hydra.run.dir=outputs/run",
-                "data=synthetic",
-                "data.train_size=32000",
-                "data.validation_size=2000",
-                f"training.epochs={epochs}",
-                "training.verbose=0",
-                "optimizer.learning_rate=0.05",
-            ],
-            cwd=tmp_path,
-            env=child_environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        # Stop the server once the first epoch has reached it.
-        client = MlflowClient(server.uri)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and job.poll() is None:
-            found = client.search_experiments()
-            runs = client.search_runs([e.experiment_id for e in found]) if found else []
-            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
-                break
-            time.sleep(0.25)
-        assert job.poll() is None, "the job ended before the server could be stopped"
-        server.stop()
-        output, _ = job.communicate(timeout=300)
-    finally:
-        server.stop()
-        if job.poll() is None:
-            job.kill()
-
-    assert job.returncode == 0, output[-3000:]
-    output_dir = tmp_path / "outputs" / "run"
-    assert len(history_rows(output_dir)) == epochs  # every epoch trained and kept
-    assert (output_dir / "model.keras").is_file()
-    assert (output_dir / "resolved_config.yaml").is_file()
-    unsent = [json.loads(line) for line in (output_dir / UNSENT_FILE).read_text().splitlines()]
-    assert (unsent[-1]["kind"], unsent[-1]["status"]) == ("end", "FINISHED")
-    assert {"test_accuracy", "test_loss"} <= {
-        k for r in unsent if r["kind"] == "metrics" for k in r["metrics"]
-    }
-    assert "Nothing trained is lost" in output and str(output_dir.resolve()) in output
-    assert "val_accuracy" in output  # the job's own result line

@@ -203,6 +203,17 @@ def test_a_file_that_is_not_a_safe_keras_model(done, capsys, tmp_path):
     assert "cannot be loaded safely" in line and "safe_mode" in line
 
 
+def test_a_file_that_is_not_a_keras_archive_says_so(done, capsys, tmp_path):
+    """Keras' own message for a file that is not a zip archive was "File not found"."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.keras").write_bytes(b"not a keras archive at all")
+    client = done.ws.client()
+    run_id = client.create_run(done.study.info.experiment_id, run_name="garbage").info.run_id
+    client.log_artifact(run_id, str(tmp_path / "model" / "model.keras"), "model")
+    line = _fails(done, capsys, f"transfer.source_run_id={run_id}")
+    assert "model/model.keras is not a Keras archive" in line and "File not found" not in line
+
+
 def test_a_model_for_other_images(done, capsys):
     line = _fails(
         done,

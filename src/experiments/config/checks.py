@@ -8,13 +8,16 @@ otherwise be silently dropped), and a field it needs may not be null.
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import fields
+import typing
+from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.config.flatten import flatten
 from experiments.config.registry import Options
 from experiments.config.schema import GROUP_OPTIONS, Config
 from experiments.data import DataName
@@ -23,6 +26,35 @@ from experiments.transfer.options import TransferName, first_unfrozen_block
 
 class ConfigError(ValueError):
     """A config value that composes but cannot be used; the message names the key."""
+
+
+MAX_SEED = 2**32 - 1
+
+
+def schema_keys(schema: type = Config, prefix: str = "") -> set[str]:
+    """Every dotted key the schema defines (a list is one key)."""
+    keys: set[str] = set()
+    hints = typing.get_type_hints(schema)
+    for f in fields(schema):
+        dotted = f"{prefix}{f.name}"
+        kind = hints[f.name]
+        if is_dataclass(kind):
+            keys |= schema_keys(kind, dotted + ".")
+        else:
+            keys.add(dotted)
+    return keys
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Keys the schema does not know (`+training.epoch=5`, `+foo=1`): Hydra's `+`
+    appends them, and they would be ignored in silence."""
+    known = schema_keys()
+    for key, value in flatten(cfg).items():
+        if key in known:
+            continue
+        nearest = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {nearest[0]}?" if nearest else "`--cfg job` lists the keys"
+        _fail(key, value, f"no such key ({hint})")
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -110,6 +142,8 @@ def check(cfg: Config) -> Config:
         _fail("data.validation_size", data.validation_size, "must be < data.train_size")
 
     train = cfg.training
+    if not 0 <= train.seed <= MAX_SEED:
+        _fail("training.seed", train.seed, f"must be in 0..{MAX_SEED} (Keras' seed range)")
     _at_least("training.epochs", train.epochs, 1)
     _at_least("training.batch_size", train.batch_size, 1)
     _at_least("training.steps_per_execution", train.steps_per_execution, 1)
@@ -167,6 +201,7 @@ def validate(cfg: DictConfig) -> Config:
     job_cfg = (
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     )
+    _check_known_keys(job_cfg)
     typed = OmegaConf.to_object(job_cfg)
     if not isinstance(typed, Config):
         raise ConfigError("the root config must extend config_schema")

@@ -193,7 +193,7 @@ class MonitoredSequential(keras.Sequential):
                 if not monitor.record_failure(error.message):
                     raise
                 self.stop_training = True
-                return self.get_metrics_result()
+                return self._measured_before_failure(monitor)
             if self.jit_compile and not math.isfinite(float(monitor.half_norm_sum.numpy())):
                 # XLA compiles check_numerics away: the norm sum still shows the failure,
                 # at the end of the compiled call, after its later steps were applied.
@@ -205,6 +205,14 @@ class MonitoredSequential(keras.Sequential):
             return logs
 
         return guarded
+
+    def _measured_before_failure(self, monitor: StepMonitor) -> dict[str, float]:
+        """The epoch's metrics up to the last step that passed its checks. When none did,
+        Keras' running means are empty and would read 0: the epoch then reports the
+        non-finite loss that stopped it, or nothing when only the gradient failed."""
+        if int(monitor.steps.numpy()) > 0:
+            return self.get_metrics_result()
+        return {"loss": math.nan} if monitor.failure.where == "forward" else {}
 
     def train_step(self, data):
         monitor = self._step_monitor

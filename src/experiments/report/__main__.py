@@ -68,18 +68,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(configured: str | None):
-    from mlflow.tracking import MlflowClient
+    """The store, usable (never created: a report must not leave an empty store
+    behind), with the runs its dead processes left RUNNING closed first."""
+    from experiments.tracking.orphans import close_orphans
+    from experiments.tracking.store import TrackingError, open_store, tracking_uri
 
-    from experiments.tracking.store import tracking_uri
-
-    uri = tracking_uri(configured, Path.cwd())
-    # Opening a SQLite URI creates the file: a report must not leave an empty store behind.
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        raise ReportError(
-            f"tracking store {uri[len('sqlite:///') :]} does not exist: no runs recorded there "
-            "(run from the folder that holds mlflow.db, or pass --tracking-uri)"
-        )
-    return MlflowClient(uri)
+    try:
+        client = open_store(tracking_uri(configured, Path.cwd()), create=False)
+    except TrackingError as e:
+        raise ReportError(str(e)) from None
+    close_orphans(client, [e.experiment_id for e in client.search_experiments()])
+    return client
 
 
 def main(argv: list[str] | None = None) -> int:

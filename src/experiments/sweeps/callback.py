@@ -33,6 +33,18 @@ def pass_env_to_jobs(config: DictConfig, name: str, value: str) -> None:
         config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{name}={value}")
 
 
+_ACTIVE: MlflowSweepCallback | None = None
+
+
+def end_interrupted_sweep() -> str | None:
+    """Ctrl-C or SIGTERM stopped the sweep of this process: its parent run ends KILLED
+    with the counts so far. Returns the parent run's id, if there was one."""
+    if _ACTIVE is None or _ACTIVE._ended:
+        return None
+    _ACTIVE._end("KILLED")
+    return _ACTIVE.recorder.run_id
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.recorder = None
@@ -40,22 +52,18 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from experiments.paths import PROJECT_DIR
-        from experiments.tracking import server, store
+        from experiments.tracking import store
+        from experiments.tracking.orphans import process_tags
         from experiments.tracking.recorder import RunRecorder
 
         launch_dir = Path(config.hydra.runtime.cwd)
-        uri = store.tracking_uri(config.tracking.uri, launch_dir)
         try:
-            server.check_reachable(uri)
-        except server.ServerUnreachable as e:
+            client, experiment_id = store.open_experiment(
+                config.tracking.uri, config.tracking.experiment, launch_dir
+            )
+        except store.TrackingError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        experiment_id = store.ensure_experiment(
-            client, config.tracking.experiment, store.artifact_location(uri, launch_dir)
-        )
         overrides = list(config.hydra.overrides.task)
         self.recorder = RunRecorder.start(
             client,
@@ -67,6 +75,7 @@ class MlflowSweepCallback(Callback):
                 "sweep_dir": str(config.hydra.sweep.dir),
                 "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
                 "git_commit": store.git_commit(PROJECT_DIR),
+                **process_tags(),
             },
         )
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -75,7 +84,9 @@ class MlflowSweepCallback(Callback):
         self._ended = False
         # Hydra skips on_multirun_end when a job raises; the parent run still gets closed.
         atexit.register(self._end, "FAILED")
-        log.info("MLflow sweep parent run %s in %s", self.recorder.run_id, uri)
+        global _ACTIVE
+        _ACTIVE = self
+        log.info("MLflow sweep parent run %s in %s", self.recorder.run_id, client.tracking_uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.recorder is None or self._ended:

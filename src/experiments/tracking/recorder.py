@@ -53,8 +53,12 @@ class RunRecorder:
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
 
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        now = int(time.time() * 1000)
+    def log_metrics(
+        self, metrics: dict[str, float], step: int = 0, timestamp_ms: int | None = None
+    ) -> None:
+        """`timestamp_ms`: when the values were measured (a replay keeps the original
+        time, so MLflow recognises a metric it already holds and keeps it once)."""
+        now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])

@@ -1,34 +1,54 @@
-"""A run recorder that never stops training: when the tracking store fails mid-run (a
-server that went away, a store that cannot be written), the job keeps training.
+"""A run recorder that never stops training and never loses a record.
 
-From the first failed call on, nothing more is sent (each call would wait for retries);
-what could not be sent is appended to `unsent_records.jsonl` in the job's output folder,
-beside the files the job writes anyway (history.csv with every epoch's metrics,
-model.keras, resolved_config.yaml), and the job's log says where they are.
+When the tracking store fails mid-run (a server that went away, a database that cannot
+be written), the job keeps training: what cannot be sent is appended to
+`unsent_records.jsonl` in the job's output folder (`tracking.replay`), beside the files
+the job writes anyway (history.csv, model.keras, resolved_config.yaml). While the run
+goes on, the recorder tries the store again now and then (every `RETRY_SECONDS`, not at
+every call: each failing call waits for the client's retries), and once it answers, sends
+what was kept, in order, and carries on. An artifact store that fails while the tracking
+store works costs that artifact only: metrics, tags and the run's end still go out.
+Whatever is left at the end is reported in one line; `python -m experiments.sync` sends it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments.tracking import replay
+
 log = logging.getLogger(__name__)
 
-UNSENT_FILE = "unsent_records.jsonl"
+UNSENT_FILE = replay.UNSENT_FILE
+# Seconds between two tries of a store that failed; GRADLAB_STORE_RETRY_SECONDS overrides.
+RETRY_SECONDS = 30.0
+
+
+def _one_line(error: Exception) -> str:
+    message = " ".join(str(getattr(error, "message", None) or error).split())
+    return f"{type(error).__name__}: {message[:300]}"
 
 
 class ResilientRecorder:
-    """Same calls as tracking.RunRecorder; none of them raises."""
+    """Same calls as tracking.recorder.RunRecorder; none of them raises."""
 
-    def __init__(self, recorder, output_dir: Path):
+    def __init__(self, recorder, output_dir: Path, retry_seconds: float | None = None):
         self.recorder = recorder
         self.output_dir = output_dir
-        self.failure: str | None = None
+        self.retry_seconds = (
+            float(os.environ.get("GRADLAB_STORE_RETRY_SECONDS", RETRY_SECONDS))
+            if retry_seconds is None
+            else retry_seconds
+        )
+        self.failure: str | None = None  # the tracking store's, while it fails
+        self.artifact_failure: str | None = None
+        self._next_try = 0.0
 
     @property
     def run_id(self) -> str:
@@ -42,14 +62,20 @@ class ResilientRecorder:
     def offline(self) -> bool:
         return self.failure is not None
 
+    @property
+    def unsent(self) -> int:
+        """Records kept in the output folder that have not reached the store."""
+        return len(replay.pending(self.output_dir))
+
     def log_params(self, params: dict[str, Any]) -> None:
         self._send("params", {"params": params}, lambda: self.recorder.log_params(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        measured = int(time.time() * 1000)
         self._send(
             "metrics",
-            {"step": step, "metrics": metrics},
-            lambda: self.recorder.log_metrics(metrics, step=step),
+            {"step": step, "metrics": metrics, "time_ms": measured},
+            lambda: self.recorder.log_metrics(metrics, step=step, timestamp_ms=measured),
         )
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -63,43 +89,112 @@ class ResilientRecorder:
         )
 
     def end(self, status: str, reason: str | None = None) -> None:
+        if self.offline:
+            self._next_try = 0.0  # the last chance to send everything: try now
         self._send(
             "end", {"status": status, "reason": reason}, lambda: self.recorder.end(status, reason)
         )
-        if self.offline:
+        left = self.unsent
+        if left:
+            why = self.failure or self.artifact_failure
             log.warning(
-                "run %s is incomplete in %s (%s). Nothing trained is lost: the model "
-                "(model.keras), every epoch's metrics (history.csv), the config and the "
-                "records that were not sent (%s) are in %s on %s",
+                "run %s is incomplete in %s (%s): %d records could not be sent. Nothing "
+                "trained is lost: they, the model (model.keras), every epoch's metrics "
+                "(history.csv) and the config are in %s on %s; `python -m experiments.sync "
+                "%s` sends them",
                 self.run_id,
                 self.client.tracking_uri,
-                self.failure,
-                UNSENT_FILE,
+                why,
+                left,
                 self.output_dir,
                 platform.node(),
+                self.output_dir,
             )
 
+    def incomplete_reason(self) -> str | None:
+        """One line for the end of the command, or None when everything arrived."""
+        left = self.unsent
+        if not left:
+            return None
+        why = self.failure or self.artifact_failure
+        return (
+            f"run {self.run_id} is incomplete in {self.client.tracking_uri} ({why}): {left} "
+            f"records are kept in {self.output_dir}; `python -m experiments.sync "
+            f"{self.output_dir}` sends them"
+        )
+
     def _send(self, kind: str, payload: dict[str, Any], call: Callable[[], None]) -> None:
+        if self.offline:
+            self._try_again()
         if not self.offline:
             try:
                 call()
                 return
             except Exception as e:  # whatever the store raises, training must go on
-                self._go_offline(e)
+                if kind == "artifact" and self._store_answers():
+                    self._artifact_failed(e)
+                else:
+                    self._go_offline(e)
         self._keep(kind, payload)
 
+    def _store_answers(self) -> bool:
+        try:
+            self.client.get_run(self.run_id)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the store does not answer
+            return False
+
+    def _artifact_failed(self, error: Exception) -> None:
+        if self.artifact_failure is None:
+            self.artifact_failure = f"artifact store: {_one_line(error)}"
+            log.warning(
+                "artifact store of run %s failed (%s); metrics and the run's status still go "
+                "to %s, artifacts are kept in %s",
+                self.run_id,
+                self.artifact_failure,
+                self.client.tracking_uri,
+                self.output_dir / UNSENT_FILE,
+            )
+
     def _go_offline(self, error: Exception) -> None:
-        message = " ".join(str(getattr(error, "message", error)).split())
-        self.failure = f"{type(error).__name__}: {message[:300]}"
+        self.failure = _one_line(error)
+        self._next_try = time.monotonic() + self.retry_seconds
         log.warning(
-            "tracking store %s failed (%s); training goes on without it, and what is not "
-            "sent is kept in %s",
+            "tracking store %s failed (%s); training goes on without it, what is not sent "
+            "is kept in %s, and the store is tried again every %.0f s",
             self.client.tracking_uri,
             self.failure,
             self.output_dir / UNSENT_FILE,
+            self.retry_seconds,
         )
 
+    def _try_again(self) -> None:
+        """Once the retry interval has passed: send what was kept, in order; online again
+        only if all of it (but artifacts the artifact store refuses) went out."""
+        if time.monotonic() < self._next_try:
+            return
+        outcome = replay.replay(
+            self.output_dir, lambda record: self.recorder, lambda record: self._store_answers()
+        )
+        stuck = [r for _, r in replay.pending(self.output_dir) if r["kind"] != "artifact"]
+        if stuck:
+            self._next_try = time.monotonic() + self.retry_seconds
+            return
+        log.info(
+            "tracking store %s answers again: %d kept records sent",
+            self.client.tracking_uri,
+            outcome.sent,
+        )
+        self.failure = None
+
     def _keep(self, kind: str, payload: dict[str, Any]) -> None:
-        record = {"kind": kind, "time_ms": int(time.time() * 1000), **payload}
-        with open(self.output_dir / UNSENT_FILE, "a") as out:
-            out.write(json.dumps(record, default=str) + "\n")
+        replay.keep(
+            self.output_dir,
+            {
+                "kind": kind,
+                "time_ms": int(time.time() * 1000),
+                "run_id": self.run_id,
+                "tracking_uri": self.client.tracking_uri,
+                **payload,
+            },
+        )

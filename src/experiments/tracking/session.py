@@ -55,7 +55,8 @@ def run_name(choices: dict[str, str], overrides: list[str]) -> str:
 
 
 def interrupted_reason(error: KeyboardInterrupt) -> str:
-    return f"interrupted ({error or 'SIGINT'})"
+    """Ctrl-C raises a KeyboardInterrupt without a message; SIGTERM's names its signal."""
+    return f"interrupted ({str(error) or 'SIGINT'})"
 
 
 class RunSession(ResilientRecorder):

@@ -9,6 +9,7 @@ Every way this can fail ends in one line that names the run and what is wrong.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,11 @@ def load_model_a(
             "(tracking.log_model=false, or its training failed)"
         ) from None
 
+    if not zipfile.is_zipfile(path):
+        raise TransferError(
+            f"{key}: {MODEL_ARTIFACT} is not a Keras archive (a .keras file is a zip archive "
+            "written by model.save); the run holds something else under that name"
+        )
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for one cause: unreadable

@@ -1,0 +1,76 @@
+"""`python -m experiments.sync FOLDER [FOLDER ...]`: sends the records that runs kept
+in their output folders because the tracking store failed (`unsent_records.jsonl`), to
+the runs and stores they belong to, then closes each run with its true status.
+
+A folder may be one run's output folder, a sweep's folder or any folder above them; every
+run below it is synced. Sending twice duplicates nothing. Exit code 0 when everything
+arrived, 1 when something is left (each folder's line says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def sync_folder(folder: Path) -> tuple[str, bool]:
+    """One line about the folder, and whether everything in it has arrived."""
+    from experiments.tracking import replay
+    from experiments.tracking.recorder import RunRecorder
+    from experiments.tracking.store import TrackingError, open_store
+
+    records = replay.pending(folder)
+    if not records:
+        return f"{folder}: nothing left to send", True
+    clients = {}
+
+    def recorder_for(record):
+        uri = record["tracking_uri"]
+        if uri not in clients:
+            clients[uri] = open_store(uri, create=False)
+        return RunRecorder(clients[uri], record["run_id"])
+
+    def store_answers(record) -> bool:
+        try:
+            recorder_for(record).client.get_run(record["run_id"])
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the store does not answer
+            return False
+
+    try:
+        outcome = replay.replay(folder, recorder_for, store_answers)
+    except TrackingError as e:
+        return f"{folder}: nothing sent: {e}", False
+    runs = sorted({r["run_id"] for _, r in records})
+    line = f"{folder}: {outcome.sent} records sent to run {', '.join(runs)}"
+    if outcome.left:
+        return f"{line}; {outcome.left} left ({outcome.error}); run sync again", False
+    return line, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.sync", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    args = parser.parse_args(argv)
+    from experiments.tracking.replay import unsent_folders
+
+    complete = True
+    for root in args.folders:
+        if not root.is_dir():
+            print(f"error: {root} is not a folder", file=sys.stderr)
+            return 1
+        found = list(unsent_folders(root))
+        if not found:
+            print(f"{root}: no run below it kept records to send")
+        for folder in found:
+            line, done = sync_folder(folder)
+            print(line)
+            complete &= done
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
