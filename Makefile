@@ -65,8 +65,10 @@ bench: setup
 report: setup
 	$(BIN)/python -m experiments.report $(REPORT_ARGS)
 
+# The MLflow UI on ./mlflow.db; prints the address of the experiment's runs table.
+UI_ARGS ?=
 ui: setup
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+	$(BIN)/python -m experiments.tracking.ui $(UI_ARGS)
 
 server: setup
 	mkdir -p $(SERVER_ARTIFACTS)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from helpers.compose import FAST
+from mlflow.entities import LoggedModelStatus
 
 from experiments.tracking.store import tracking_uri
 
@@ -56,14 +57,16 @@ def test_a_run_records_params_metrics_tags_and_artifacts(workspace):
     artifacts = artifact_paths(client, run.info.run_id)
     assert artifacts >= {
         "config/resolved_config.yaml", "config/overrides.yaml", "model_summary.txt",
-        "model/model.keras", "plots/learning_curves.png",
+        "plots/learning_curves.png",
     }  # fmt: skip
     local = Path(client.download_artifacts(run.info.run_id, "", str(workspace.folder / "dl")))
     assert (local / "plots/learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "activation=elu" in (local / "config/overrides.yaml").read_text()
     assert "hidden_01_act" in (local / "model_summary.txt").read_text()
-    model = keras.models.load_model(local / "model/model.keras")
-    assert model.output_shape == (None, 10)
+    (output,) = run.outputs.model_outputs  # the model is the run's Logged Model
+    assert output.step == 2
+    logged = client.get_logged_model(output.model_id)
+    assert logged.source_run_id == run.info.run_id and logged.status == LoggedModelStatus.READY
 
 
 def test_the_store_lands_in_the_launch_folder_with_absolute_paths(fresh_workspace):
@@ -121,7 +124,8 @@ def test_exploding_training_stops_at_once_and_the_run_ends_failed(workspace):
     client = workspace.client()
     assert len(history(client, run, "loss")) == 1  # stopped in the first epoch, not after five
     artifacts = artifact_paths(client, run.info.run_id)
-    assert "model/model.keras" not in artifacts and "config/resolved_config.yaml" in artifacts
+    assert "config/resolved_config.yaml" in artifacts
+    assert not run.outputs.model_outputs  # no model of a run that blew up
     assert "test_accuracy" not in run.data.metrics
 
 
@@ -195,8 +199,8 @@ def test_local_history_is_kept_beside_the_job_outputs(workspace):
     out = Path(run.data.tags["output_dir"])
     lines = (out / "history.csv").read_text().strip().splitlines()
     assert lines[0].split(",")[0] == "epoch" and len(lines) == 3
-    assert (out / "model.keras").is_file()
-    reloaded = keras.models.load_model(out / "model.keras")
+    assert (out / "model" / "MLmodel").is_file()  # the model, in MLflow's Keras format
+    reloaded = keras.models.load_model(out / "model" / "data" / "model.keras")
     assert np.isfinite(keras.ops.convert_to_numpy(reloaded.get_layer("hidden_01").kernel)).all()
 
 

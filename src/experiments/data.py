@@ -56,6 +56,8 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    # The folder of the IDX files, None for generated data: the datasets' source in MLflow.
+    folder: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -170,17 +172,24 @@ def load_fashion_mnist(
 
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# A dataset option's builder returns its (train, test) arrays and the folder they were
+# read from (None for generated data).
 DATASETS = Options("data")
 
 
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(cfg: DataConfig) -> Arrays:
-    return load_fashion_mnist(locate_fashion_mnist(cfg.dir))
+def fashion_mnist(cfg: DataConfig) -> tuple[Arrays, str | None]:
+    folder = locate_fashion_mnist(cfg.dir)
+    return load_fashion_mnist(folder), str(folder.resolve())
 
 
 @DATASETS.register(
     "synthetic", uses={"train_size", "test_size", "image_size", "num_classes", "noise"}
 )
+def generated(cfg: DataConfig) -> tuple[Arrays, str | None]:
+    return synthetic(cfg), None
+
+
 def synthetic(cfg: DataConfig, seed: int = 0) -> Arrays:
     """Class prototypes plus noise, as uint8 images: deterministic for a seed and learnable
     by a small MLP in a few epochs. Same layout as Fashion-MNIST, so every code path
@@ -221,7 +230,7 @@ def load(cfg: DataConfig) -> Splits:
     """The notebook's splits as float32 (converted once here, never per step):
     validation = the first `validation_size` training images, pixels / 255,
     optionally standardized with the training split's per-pixel mean and std."""
-    (x_full, y_full), (x_test, y_test) = DATASETS.build(cfg.name, cfg)
+    ((x_full, y_full), (x_test, y_test)), folder = DATASETS.build(cfg.name, cfg)
 
     x_full = x_full.astype(np.float32) / np.float32(255.0)
     x_test = x_test.astype(np.float32) / np.float32(255.0)
@@ -236,6 +245,7 @@ def load(cfg: DataConfig) -> Splits:
         x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
 
     return Splits(
+        folder=folder,
         x_train=np.ascontiguousarray(x_train, dtype=np.float32),
         y_train=y_train.astype(np.int32),
         x_val=np.ascontiguousarray(x_val, dtype=np.float32),

@@ -110,9 +110,11 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
     value returned."""
     from experiments import data
     from experiments.config.flatten import flatten
+    from experiments.config.presets import describe
     from experiments.sweeps import parallelism
     from experiments.tracking import resume, store
     from experiments.tracking.artifacts import write_config_artifacts
+    from experiments.tracking.datasets import source_of
     from experiments.tracking.orphans import process_tags
     from experiments.tracking.session import RunSession, run_name
     from experiments.transfer.tasks import TransferError
@@ -138,6 +140,7 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
             _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR)) | process_tags(),
             job.output_dir,
             job.parent_run_id,
+            description=describe(job.choices, job.overrides),
         )
     except Exception as e:  # noqa: BLE001 - the store refuses the run: one line, whatever the cause
         raise UserError(store.describe_failure(client.tracking_uri, e)) from None
@@ -147,11 +150,14 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
         client.tracking_uri,
         cfg.tracking.experiment,
     )
+    if cfg.tracking.system_metrics:
+        session.monitor_system(cfg.tracking.system_metrics_interval)
     session.log_params(flatten(resolved))
     session.log_files(write_config_artifacts(resolved, job.overrides, job.output_dir))
     try:
         with session.closing(plain=(data.DataError, TransferError)), sigterm_as_interrupt():
             splits = data.load(cfg.data)
+            session.log_splits(splits, cfg.data.name.value, source_of(cfg.data, splits.folder))
             # After the data: a file that cannot be read fails before TensorFlow's start-up.
             session.set_tags(parallelism.start_tensorflow(job.threads))
             if cfg.transfer.name is TransferName.study:
@@ -172,7 +178,6 @@ def _job_tags(cfg: Config, job: Job, digest: str, commit: str) -> dict[str, str]
     return tags | {
         "seed": str(cfg.training.seed),
         "git_commit": commit,
-        "mlflow.source.git.commit": commit,
         "output_dir": str(job.output_dir),  # on the `host` of tracking.orphans.process_tags
         HASH_TAG: digest,
     }

@@ -16,7 +16,7 @@ from helpers.nets import build_net, hidden
 from experiments.diagnostics.probe import Probe, probe_batch
 from experiments.diagnostics.record import DiagnosticsRecord
 from experiments.diagnostics.run import RunDiagnostics
-from experiments.models.naming import block_of_metric_label, metric_label
+from experiments.models.naming import block_of_metric_label, metric_label, parse_layer_metric
 
 
 def make_model(widths, activation="relu", init="he_normal", normalization=(), seed=0):
@@ -142,6 +142,9 @@ def test_layer_labels_sort_as_text_and_parse_back():
     assert metric_label(7, 100) == "layer_007"
     assert metric_label(100, 100) == "layer_100"
     assert block_of_metric_label("layer_007") == 7
+    assert parse_layer_metric("layers/grad/signal_std/layer_007") == ("grad/signal_std", 7)
+    assert parse_layer_metric("grad/signal_std/layer_07") == ("grad/signal_std", 7)  # earlier runs
+    assert parse_layer_metric("grad/depth_ratio") is None
     assert block_of_metric_label("layer_x") is None
 
 
@@ -166,12 +169,19 @@ def test_callback_probes_at_start_every_n_epochs_and_at_the_end():
     assert norm_steps == [0, 1, 2, 3, 4]
     first = next(m for s, m in logged if "grad/depth_ratio" in m)
     assert set(first) == {
-        f"{stat}/layer_0{i}"
+        f"layers/{stat}/layer_0{i}"
         for stat in ("grad/kernel_norm", "grad/signal_std", "act/mean", "act/std", "act/dead_frac")
         for i in (1, 2)
-    } | {"grad/depth_ratio"}
+    } | {
+        "grad/depth_ratio",
+        "grad/signal_std_min",
+        "grad/kernel_norm_max",
+        "act/std_min",
+        "act/dead_frac_max",
+    }
+    assert list(first)[0] == "grad/depth_ratio"  # headlines first: the UI lists them so
     assert first["grad/depth_ratio"] == pytest.approx(
-        first["grad/signal_std/layer_01"] / first["grad/signal_std/layer_02"]
+        first["layers/grad/signal_std/layer_01"] / first["layers/grad/signal_std/layer_02"]
     )
 
 

@@ -43,16 +43,24 @@ def test_every_run_records_per_layer_diagnostics(workspace):
     metrics = run.data.metrics
     for stat in ("grad/kernel_norm", "grad/signal_std", "act/mean", "act/std", "act/dead_frac"):
         for layer in ("layer_01", "layer_02"):
-            assert f"{stat}/{layer}" in metrics
+            assert f"layers/{stat}/{layer}" in metrics
             # at initialization, after every 2nd epoch, and after the last
-            assert metric_steps(client, run.info.run_id, f"{stat}/{layer}") == [0, 2, 3]
-    assert not any(k.startswith("act/saturated_frac") for k in metrics)  # Leaky ReLU
+            assert metric_steps(client, run.info.run_id, f"layers/{stat}/{layer}") == [0, 2, 3]
+    assert not any("act/saturated_frac" in k for k in metrics)  # Leaky ReLU
+    # The headlines: each statistic's worst layer, at every probe.
+    assert metrics["grad/signal_std_min"] == min(
+        metrics["layers/grad/signal_std/layer_01"], metrics["layers/grad/signal_std/layer_02"]
+    )
+    assert metrics["act/dead_frac_max"] == max(
+        metrics["layers/act/dead_frac/layer_01"], metrics["layers/act/dead_frac/layer_02"]
+    )
+    assert metric_steps(client, run.info.run_id, "grad/signal_std_min") == [0, 2, 3]
     assert metric_steps(client, run.info.run_id, "grad/depth_ratio") == [0, 2, 3]
     for key in ("grad/global_norm_mean", "grad/global_norm_max"):
         assert metric_steps(client, run.info.run_id, key) == [0, 1, 2]
     assert metrics["grad/global_norm_max"] >= metrics["grad/global_norm_mean"] > 0
     assert metrics["grad/depth_ratio"] == pytest.approx(
-        metrics["grad/signal_std/layer_01"] / metrics["grad/signal_std/layer_02"]
+        metrics["layers/grad/signal_std/layer_01"] / metrics["layers/grad/signal_std/layer_02"]
     )
 
     doc = json.loads(artifact(workspace, run, "diagnostics/diagnostics.json").read_text())
@@ -61,7 +69,7 @@ def test_every_run_records_per_layer_diagnostics(workspace):
     assert doc["activation"] == "leaky_relu" and doc["norms"] == "pre-clip"
     assert doc["probe_size"] == 128  # the synthetic validation split is smaller than 512
     assert doc["stats"]["grad/signal_std"][-1][0] == pytest.approx(
-        metrics["grad/signal_std/layer_01"]
+        metrics["layers/grad/signal_std/layer_01"]
     )
     assert doc["global_norm"]["mean"][-1] == pytest.approx(metrics["grad/global_norm_mean"])
     names = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
@@ -87,9 +95,9 @@ def test_a_100_layer_net_gets_three_digit_layer_names(workspace):
     )
     (run,) = workspace.runs()
     metrics = run.data.metrics
-    assert {"grad/signal_std/layer_001", "grad/signal_std/layer_100"} <= set(metrics)
-    assert "act/saturated_frac/layer_050" in metrics
-    assert not any(k.startswith("act/dead_frac") for k in metrics)
+    assert {"layers/grad/signal_std/layer_001", "layers/grad/signal_std/layer_100"} <= set(metrics)
+    assert "layers/act/saturated_frac/layer_050" in metrics
+    assert not any("act/dead_frac" in k for k in metrics)
 
 
 def test_diagnostics_can_be_switched_off(workspace):
@@ -105,7 +113,7 @@ def test_step_norm_off_keeps_the_probes_only(workspace):
     assert workspace.train(*FAST, "diagnostics.step_norm=false") == 0
     (run,) = workspace.runs()
     metrics = run.data.metrics
-    assert "grad/signal_std/layer_01" in metrics and "grad/depth_ratio" in metrics
+    assert "layers/grad/signal_std/layer_01" in metrics and "grad/depth_ratio" in metrics
     assert not any(k.startswith("grad/global_norm") for k in metrics)
 
 

@@ -171,8 +171,9 @@ def assert_run_complete(client, run, epochs: int) -> None:
         "config/overrides.yaml",
         "model_summary.txt",
         "plots/learning_curves.png",
-        "model/model.keras",
     } <= artifacts, artifacts
+    (model,) = run.outputs.model_outputs
+    assert client.get_logged_model(model.model_id).source_run_id == run.info.run_id
 
 
 def assert_load_sweep_complete(client, output: str) -> None:

@@ -44,7 +44,8 @@ def test_joblib_sweep_on_a_fresh_store_loses_nothing(tmp_path):
             assert steps == [0, 1, 2], (metric, steps)
         assert "test_accuracy" in child.data.metrics
         names = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"config", "model", "plots", "model_summary.txt"} <= names
+        assert {"config", "plots", "model_summary.txt"} <= names
+        assert child.outputs.model_outputs  # the model is the run's Logged Model
     assert {c.data.params["activation.name"] for c in children} == {"relu", "selu"}
 
 

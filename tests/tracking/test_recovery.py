@@ -56,13 +56,15 @@ def test_a_failing_artifact_store_costs_artifacts_only_and_sync_sends_them(works
     assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
     assert_metrics_equal_history(client, run, output_dir)
     kept = [json.loads(line) for line in (output_dir / UNSENT_FILE).read_text().splitlines()]
-    assert kept and {r["kind"] for r in kept} == {"artifact"}
+    assert {r["kind"] for r in kept} == {"artifact", "model"}  # files and the Logged Model
 
     mlruns.unlink()  # the artifact store is back
     assert sync_main([str(workspace.folder)]) == 0
     assert f"{len(kept)} records sent to run {run.info.run_id}" in capsys.readouterr().out
     artifacts = artifact_paths(client, run.info.run_id)
-    assert {"model/model.keras", "config/resolved_config.yaml", "model_summary.txt"} <= artifacts
+    assert {"config/resolved_config.yaml", "model_summary.txt"} <= artifacts
+    (model,) = client.get_run(run.info.run_id).outputs.model_outputs  # sent once, later
+    assert client.get_logged_model(model.model_id).source_run_id == run.info.run_id
     assert json.loads((output_dir / SYNCED_FILE).read_text()) == list(range(len(kept)))
 
     assert sync_main([str(workspace.folder)]) == 0  # twice sends nothing twice

@@ -10,6 +10,7 @@ import pytest
 from helpers.workspace import Workspace
 
 FREEZE, FINETUNE, BASELINE = 2, 3, 4
+REGISTERED = "fashion_model_a"
 STUDY = [
     "experiment=transfer",
     "data=synthetic",
@@ -48,7 +49,7 @@ def done(tmp_path_factory) -> Done:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         ws = Workspace(tmp_path_factory.mktemp("study"))
-        assert ws.train(*STUDY) == 0
+        assert ws.train(*STUDY, f"transfer.register_as={REGISTERED}") == 0
     (study,) = _study_runs(ws)
     return Done(ws, study, _children(ws, study.info.run_id))
 
@@ -90,9 +91,9 @@ def test_every_nested_run_carries_gradient_diagnostics_across_its_phases(done):
         return [m.step for m in client.get_metric_history(run_id, metric)]
 
     # Probes at initialization and after every epoch; B on A's go on across the phases.
-    assert steps("pretrain_A", "grad/signal_std/layer_01") == [0, 1, 2, 3]
-    assert steps("baseline_B", "grad/signal_std/layer_02") == list(range(BASELINE + 1))
-    assert steps("B_on_A", "grad/signal_std/layer_01") == list(range(FREEZE + FINETUNE + 1))
+    assert steps("pretrain_A", "layers/grad/signal_std/layer_01") == [0, 1, 2, 3]
+    assert steps("baseline_B", "layers/grad/signal_std/layer_02") == list(range(BASELINE + 1))
+    assert steps("B_on_A", "layers/grad/signal_std/layer_01") == list(range(FREEZE + FINETUNE + 1))
     assert steps("B_on_A", "grad/global_norm_mean") == list(range(FREEZE + FINETUNE))
     for name in ("pretrain_A", "baseline_B", "B_on_A"):
         run_id = done.children[name].info.run_id
@@ -100,7 +101,7 @@ def test_every_nested_run_carries_gradient_diagnostics_across_its_phases(done):
         assert "diagnostics/diagnostics.json" in logged, name
     # Frozen layers are probed too: their kernel gradient is measured though not applied.
     frozen = client.get_metric_history(
-        done.children["B_on_A"].info.run_id, "grad/kernel_norm/layer_01"
+        done.children["B_on_A"].info.run_id, "layers/grad/kernel_norm/layer_01"
     )
     assert all(m.value > 0 for m in frozen)
 
@@ -133,10 +134,10 @@ def test_the_study_run_compares_the_two_b_models(done):
     client = done.ws.client()
     plots = [a.path for a in client.list_artifacts(done.study.info.run_id, "plots")]
     assert plots == ["plots/transfer_curves.png"]
-    model_files = [
-        a.path for a in client.list_artifacts(done.children["pretrain_A"].info.run_id, "model")
-    ]
-    assert model_files == ["model/model.keras"]
+    (model_a,) = client.get_run(done.children["pretrain_A"].info.run_id).outputs.model_outputs
+    assert client.get_logged_model(model_a.model_id).source_run_id == (
+        done.children["pretrain_A"].info.run_id
+    )
     assert done.study.data.tags["model_A_run_id"] == done.children["pretrain_A"].info.run_id
 
 
@@ -161,6 +162,34 @@ def test_model_a_loads_from_an_earlier_run(done):
         assert study.data.metrics[key] == pytest.approx(done.study.data.metrics[key], abs=1e-6)
 
 
+def test_model_a_is_registered_and_reused_from_the_registry(done):
+    client = done.ws.client()
+    version = client.get_model_version_by_alias(REGISTERED, "pretrained")
+    pretrain_id = done.children["pretrain_A"].info.run_id
+    assert version.run_id == pretrain_id
+    (logged,) = done.children["pretrain_A"].outputs.model_outputs
+    assert version.source == f"models:/{logged.model_id}"
+    assert done.children["pretrain_A"].data.tags == done.children["pretrain_A"].data.tags | {
+        "registered_model": f"models:/{REGISTERED}@pretrained"
+    }
+
+    before = {r.info.run_id for r in _study_runs(done.ws)}
+    source = f"transfer.source=models:/{REGISTERED}@pretrained"
+    assert done.ws.train(*STUDY, source) == 0
+    (study,) = [r for r in _study_runs(done.ws) if r.info.run_id not in before]
+    pretrain = _children(done.ws, study.info.run_id)["pretrain_A"]
+    assert (
+        "loss" not in pretrain.data.metrics and pretrain.data.tags["model_A_run_id"] == pretrain_id
+    )
+    for key in ("test_accuracy_baseline", "test_accuracy_transfer"):
+        assert study.data.metrics[key] == pytest.approx(done.study.data.metrics[key], abs=1e-6)
+
+
+def test_an_unknown_registered_model(done, capsys):
+    line = _fails(done, capsys, "transfer.source=models:/no_such_model@pretrained")
+    assert "has no model 'no_such_model' with alias 'pretrained'" in line
+
+
 def _fails(done, capsys, *overrides: str) -> str:
     """Runs a study expected to fail; returns its one-line message after checking that
     the study run and its pretrain_A run ended FAILED saying the same."""
@@ -168,7 +197,7 @@ def _fails(done, capsys, *overrides: str) -> str:
     capsys.readouterr()
     assert done.ws.train(*STUDY, *overrides) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: transfer.source_run_id="), err
+    assert len(err) == 1 and err[0].startswith("error: transfer.source"), err
     (study,) = [r for r in _study_runs(done.ws) if r.info.run_id not in before]
     assert study.info.status == "FAILED"
     assert study.data.tags["failure_reason"] == err[0].removeprefix("error: ")
@@ -186,7 +215,7 @@ def test_a_run_without_a_model(done, capsys):
     empty = client.create_run(done.study.info.experiment_id, run_name="no model").info.run_id
     client.set_terminated(empty)
     line = _fails(done, capsys, f"transfer.source_run_id={empty}")
-    assert "has no model/model.keras artifact" in line
+    assert "has no logged model" in line
 
 
 def test_a_file_that_is_not_a_safe_keras_model(done, capsys, tmp_path):

@@ -9,7 +9,9 @@ otherwise be silently dropped), and a field it needs may not be null.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
+import re
 import typing
 from dataclasses import fields, is_dataclass
 from enum import Enum
@@ -155,6 +157,13 @@ def check(cfg: Config) -> Config:
     _at_least("diagnostics.every_n_epochs", cfg.diagnostics.every_n_epochs, 1)
     _at_least("diagnostics.probe_size", cfg.diagnostics.probe_size, 1)
 
+    _positive("tracking.system_metrics_interval", cfg.tracking.system_metrics_interval)
+    if cfg.tracking.system_metrics and importlib.util.find_spec("psutil") is None:
+        _fail(
+            "tracking.system_metrics",
+            True,
+            "needs psutil: pip install -e '.[system-metrics]' (make setup installs it)",
+        )
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
     return cfg
@@ -162,9 +171,11 @@ def check(cfg: Config) -> Config:
 
 def _check_transfer(cfg: Config) -> None:
     t = cfg.transfer
+    study_only = ("source_run_id", "source", "register_as", "register_alias")
     if t.name is TransferName.none:
-        if t.source_run_id is not None:
-            _fail("transfer.source_run_id", t.source_run_id, "only transfer=study uses it")
+        for key in study_only:
+            if getattr(t, key) is not None:
+                _fail(f"transfer.{key}", getattr(t, key), "only transfer=study uses it")
         return
     classes = list(t.task_b_classes)
     n_classes = cfg.data.num_classes if cfg.data.name is DataName.synthetic else 10
@@ -194,6 +205,36 @@ def _check_transfer(cfg: Config) -> None:
         )
     if t.source_run_id is not None and not t.source_run_id.strip():
         _fail("transfer.source_run_id", t.source_run_id, "a run id, or null to train model A")
+    if t.source is not None and t.source_run_id is not None:
+        _fail(
+            "transfer.source", t.source, "set transfer.source or transfer.source_run_id, not both"
+        )
+    if t.source is not None and not t.source.strip():
+        _fail(
+            "transfer.source",
+            t.source,
+            "a run id or models:/<name>@<alias>, or null to train model A",
+        )
+    if t.register_as is not None:
+        if t.source is not None or t.source_run_id is not None:
+            _fail(
+                "transfer.register_as",
+                t.register_as,
+                "registers a model A the study trains; it is loaded here",
+            )
+        if not t.register_as.strip() or "/" in t.register_as or "@" in t.register_as:
+            _fail("transfer.register_as", t.register_as, "a model name without '/' or '@'")
+        if (
+            not t.register_alias
+            or not re.fullmatch(r"[A-Za-z_][\w-]*", t.register_alias)
+            or t.register_alias == "latest"
+            or re.fullmatch(r"v\d+", t.register_alias)
+        ):
+            _fail(
+                "transfer.register_alias",
+                t.register_alias,
+                "an alias: a letter or _, then letters, digits, _ or -; not latest or v<number>",
+            )
 
 
 def validate(cfg: DictConfig) -> Config:

@@ -66,6 +66,10 @@ class TrackingConfig:
     log_model: bool = True
     # In a multirun, skip a job whose identical config already FINISHED (tracking.resume).
     skip_finished: bool = True
+    # CPU, memory, disk and network as `system/*` metrics, by MLflow's own sampler (the
+    # `system-metrics` extra brings psutil), every `system_metrics_interval` seconds.
+    system_metrics: bool = False
+    system_metrics_interval: float = 10.0
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.models.naming import metric_label
+from experiments.models.naming import layer_metric
 
 GRAD_STATS = ("grad/kernel_norm", "grad/signal_std")
 ACT_STATS = ("act/mean", "act/std", "act/dead_frac", "act/saturated_frac")
@@ -24,6 +24,15 @@ STATS = GRAD_STATS + ACT_STATS
 DEPTH_RATIO = "grad/depth_ratio"
 GLOBAL_NORM_MEAN = "grad/global_norm_mean"
 GLOBAL_NORM_MAX = "grad/global_norm_max"
+# Headline metrics of each probe, beside the per-layer series: the statistic's worst
+# layer (`grad/signal_std_min`: the weakest back-propagated signal in the net).
+HEADLINES = {
+    "grad/signal_std": ("min", np.min),
+    "grad/kernel_norm": ("max", np.max),
+    "act/std": ("min", np.min),
+    "act/dead_frac": ("max", np.max),
+    "act/saturated_frac": ("max", np.max),
+}
 FILE = "diagnostics.json"
 FOLDER = "diagnostics"
 ARTIFACT = f"{FOLDER}/{FILE}"
@@ -62,17 +71,20 @@ class DiagnosticsRecord:
     # Writing, during a run.
 
     def add_probe(self, step: int, values: dict[str, np.ndarray]) -> dict[str, float]:
-        """Keep one probe's values; return them as MLflow metrics."""
+        """Keep one probe's values; return them as MLflow metrics: the headlines first
+        (depth_ratio and each statistic's worst layer), then every layer's values."""
         self.epochs.append(step)
-        metrics: dict[str, float] = {}
-        for name, per_layer in values.items():
-            self.stats.setdefault(name, []).append([float(v) for v in per_layer])
-            for block, value in enumerate(per_layer, start=1):
-                metrics[f"{name}/{metric_label(block, self.num_layers)}"] = float(value)
         signal = values["grad/signal_std"]
         ratio = float(signal[0] / signal[-1]) if signal[-1] != 0 else math.inf
         self.depth_ratio.append(ratio)
-        metrics[DEPTH_RATIO] = ratio
+        metrics: dict[str, float] = {DEPTH_RATIO: ratio}
+        for name, (summary, pick) in HEADLINES.items():
+            if name in values and len(values[name]):
+                metrics[f"{name}_{summary}"] = float(pick(values[name]))
+        for name, per_layer in values.items():
+            self.stats.setdefault(name, []).append([float(v) for v in per_layer])
+            for block, value in enumerate(per_layer, start=1):
+                metrics[layer_metric(name, block, self.num_layers)] = float(value)
         return metrics
 
     def add_epoch_norms(self, epoch: int, norms: dict[str, float]) -> dict[str, float]:

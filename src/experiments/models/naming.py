@@ -2,8 +2,11 @@
 
 Layers: hidden block NN (numbered from the input, from 1) is the Dense layer `hidden_NN`,
 its activation `hidden_NN_act` and its normalization `hidden_NN_bn`; NN has two digits
-at least, so the names sort. Metrics: block NN of a net of n blocks is `layer_NN`, with
-three digits once n >= 100, so the MLflow UI sorts and groups a deep net's layers.
+at least, so the names sort. Metrics: statistic `grad/signal_std` of block NN is
+`layers/grad/signal_std/layer_NN`, NN with three digits once the net has 100 blocks or
+more. The `layers/` prefix keeps a deep net's hundreds of per-layer series together, in
+one section of the MLflow UI, apart from the run's headline metrics; runs recorded
+before it have `grad/signal_std/layer_NN`, which `parse_layer_metric` still reads.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ ACTIVATION = "act"
 BATCHNORM = "bn"
 _LAYER = re.compile(r"^hidden_(\d+)(?:_([a-z]+))?$")
 _METRIC_LABEL = re.compile(r"^layer_(\d+)$")
+LAYER_METRICS = "layers"
 
 
 def block_name(block: int, role: str | None = None) -> str:
@@ -49,3 +53,18 @@ def metric_label(block: int, num_blocks: int) -> str:
 def block_of_metric_label(label: str) -> int | None:
     match = _METRIC_LABEL.match(label)
     return int(match.group(1)) if match else None
+
+
+def layer_metric(stat: str, block: int, num_blocks: int) -> str:
+    """`layers/grad/signal_std/layer_007`: one statistic of one hidden block."""
+    return f"{LAYER_METRICS}/{stat}/{metric_label(block, num_blocks)}"
+
+
+def parse_layer_metric(key: str) -> tuple[str, int] | None:
+    """(statistic, block) of a per-layer metric key, in this or the earlier naming."""
+    stat, _, label = key.rpartition("/")
+    block = block_of_metric_label(label)
+    if block is None or not stat:
+        return None
+    prefix = LAYER_METRICS + "/"
+    return (stat[len(prefix) :] if stat.startswith(prefix) else stat), block

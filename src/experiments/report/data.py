@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.diagnostics.record import ARTIFACT as DIAGNOSTICS_ARTIFACT
 from experiments.diagnostics.record import DEPTH_RATIO, DiagnosticsRecord
-from experiments.models.naming import block_name, block_of_metric_label
+from experiments.models.naming import block_name, parse_layer_metric
 from experiments.tracking.recorder import PARENT_TAG
 
 CURVE_KEYS = ("val_accuracy", "loss", "epoch_seconds")
@@ -247,13 +247,9 @@ def _diagnostics_metrics(client: MlflowClient, summary: RunSummary) -> Diagnosti
     stats: dict[str, list[list[float]]] = {}
     layers: list[int] = []
     steps: list[int] = []
+    per_layer = [(parsed, key) for key in summary.metrics if (parsed := parse_layer_metric(key))]
     for stat in PROFILE_STATS:
-        labelled = sorted(
-            (block, key)
-            for key in summary.metrics
-            if key.startswith(f"{stat}/")
-            and (block := block_of_metric_label(key[len(stat) + 1 :])) is not None
-        )
+        labelled = sorted((block, key) for (name, block), key in per_layer if name == stat)
         if not labelled:
             continue
         histories = {block: dict(_history(client, summary.run_id, key)) for block, key in labelled}

@@ -64,19 +64,23 @@ class MlflowSweepCallback(Callback):
         except store.TrackingError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
+        from mlflow.tracking.context.registry import resolve_tags
+
         overrides = list(config.hydra.overrides.task)
+        tags = {
+            "sweep": "true",
+            "sweep_overrides": " ".join(overrides)[:5000],
+            "sweep_dir": str(config.hydra.sweep.dir),
+            "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
+            "git_commit": store.git_commit(PROJECT_DIR),
+            # What MLflow's own context says (user, source, commit), and in words.
+            "mlflow.note.content": "A sweep; each job is a child run. Overrides: "
+            + (", ".join(overrides) or "none")
+            + ".",
+            **process_tags(),
+        }
         self.recorder = RunRecorder.start(
-            client,
-            experiment_id,
-            ("sweep " + " ".join(overrides))[:250],
-            {
-                "sweep": "true",
-                "sweep_overrides": " ".join(overrides)[:5000],
-                "sweep_dir": str(config.hydra.sweep.dir),
-                "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
-                "git_commit": store.git_commit(PROJECT_DIR),
-                **process_tags(),
-            },
+            client, experiment_id, ("sweep " + " ".join(overrides))[:250], resolve_tags(tags)
         )
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         os.environ[SWEEP_PARENT_ENV] = self.recorder.run_id

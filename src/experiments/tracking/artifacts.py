@@ -26,9 +26,10 @@ def model_summary(model) -> str:
 
 
 def write_model_artifacts(
-    model, history: dict[str, list[float]], output_dir: Path, save_model: bool
+    model, history: dict[str, list[float]], output_dir: Path
 ) -> list[tuple[Path, str | None]]:
-    """Model summary, learning curves and, unless training blew up, the .keras model."""
+    """Model summary and learning curves (the model itself is the run's Logged Model:
+    tracking.logged_model)."""
     from experiments.figures import learning_curves
 
     summary_path = output_dir / "model_summary.txt"
@@ -36,8 +37,4 @@ def write_model_artifacts(
     written = [(summary_path, None)]
     if history:
         written.append((learning_curves(history, output_dir / "learning_curves.png"), "plots"))
-    if save_model:
-        model_path = output_dir / "model.keras"
-        model.save(model_path)
-        written.append((model_path, "model"))
     return written

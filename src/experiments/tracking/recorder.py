@@ -69,6 +69,27 @@ class RunRecorder:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
+        """Dataset inputs, each a dict of MLflow's Dataset fields plus its `context`."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from experiments.tracking.datasets import CONTEXT_TAG
+
+        inputs = [
+            DatasetInput(
+                Dataset(**{k: v for k, v in d.items() if k != "context"}),
+                tags=[InputTag(CONTEXT_TAG, d["context"])],
+            )
+            for d in datasets
+        ]
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_model(self, folder: Path, step: int, linked_keys: list[str]) -> None:
+        """The model saved in `folder` (tracking.logged_model.save) as the run's Logged Model."""
+        from experiments.tracking.logged_model import upload
+
+        upload(self.client, self.run_id, folder, step, linked_keys)
+
     def end(self, status: str, reason: str | None = None) -> None:
         """FINISHED, FAILED or KILLED; a reason lands in the `failure_reason` tag."""
         if reason:

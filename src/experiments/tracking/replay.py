@@ -64,6 +64,10 @@ def send_one(recorder, record: dict[str, Any]) -> None:
         recorder.set_tags(record["tags"])
     elif kind == "artifact":
         recorder.log_artifact(Path(record["path"]), record.get("artifact_path"))
+    elif kind == "datasets":
+        recorder.log_datasets(record["datasets"])
+    elif kind == "model":
+        recorder.log_model(Path(record["path"]), record["step"], record["linked_keys"])
     elif kind == "end":
         recorder.end(record["status"], record.get("reason"))
         if not record.get("reason"):
@@ -94,7 +98,7 @@ def replay(folder: Path, recorder_for, store_answers) -> Outcome:
             send_one(recorder_for(record), record)
         except Exception as e:  # noqa: BLE001 - whatever the store raises, the record stays kept
             error = f"{type(e).__name__}: {' '.join(str(getattr(e, 'message', e)).split())[:300]}"
-            if record["kind"] == "artifact" and store_answers(record):
+            if record["kind"] in ("artifact", "model") and store_answers(record):
                 continue
             break
         done.add(number)

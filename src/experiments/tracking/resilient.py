@@ -3,7 +3,7 @@
 When the tracking store fails mid-run (a server that went away, a database that cannot
 be written), the job keeps training: what cannot be sent is appended to
 `unsent_records.jsonl` in the job's output folder (`tracking.replay`), beside the files
-the job writes anyway (history.csv, model.keras, resolved_config.yaml). While the run
+the job writes anyway (history.csv, the model in model/, resolved_config.yaml). While the run
 goes on, the recorder tries the store again now and then (every `RETRY_SECONDS`, not at
 every call: each failing call waits for the client's retries), and once it answers, sends
 what was kept, in order, and carries on. An artifact store that fails while the tracking
@@ -88,6 +88,16 @@ class ResilientRecorder:
             lambda: self.recorder.log_artifact(path, artifact_path),
         )
 
+    def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
+        self._send("datasets", {"datasets": datasets}, lambda: self.recorder.log_datasets(datasets))
+
+    def log_model(self, folder: Path, step: int, linked_keys: list[str]) -> None:
+        self._send(
+            "model",
+            {"path": str(folder), "step": step, "linked_keys": linked_keys},
+            lambda: self.recorder.log_model(folder, step, linked_keys),
+        )
+
     def end(self, status: str, reason: str | None = None) -> None:
         if self.offline:
             self._next_try = 0.0  # the last chance to send everything: try now
@@ -99,7 +109,7 @@ class ResilientRecorder:
             why = self.failure or self.artifact_failure
             log.warning(
                 "run %s is incomplete in %s (%s): %d records could not be sent. Nothing "
-                "trained is lost: they, the model (model.keras), every epoch's metrics "
+                "trained is lost: they, the model (model/), every epoch's metrics "
                 "(history.csv) and the config are in %s on %s; `python -m experiments.sync "
                 "%s` sends them",
                 self.run_id,
@@ -131,7 +141,7 @@ class ResilientRecorder:
                 call()
                 return
             except Exception as e:  # whatever the store raises, training must go on
-                if kind == "artifact" and self._store_answers():
+                if kind in ("artifact", "model") and self._store_answers():
                     self._artifact_failed(e)
                 else:
                     self._go_offline(e)
@@ -176,7 +186,9 @@ class ResilientRecorder:
         outcome = replay.replay(
             self.output_dir, lambda record: self.recorder, lambda record: self._store_answers()
         )
-        stuck = [r for _, r in replay.pending(self.output_dir) if r["kind"] != "artifact"]
+        stuck = [
+            r for _, r in replay.pending(self.output_dir) if r["kind"] not in ("artifact", "model")
+        ]
         if stuck:
             self._next_try = time.monotonic() + self.retry_seconds
             return

@@ -31,7 +31,18 @@ IGNORED_KEYS = (
     "training.steps_per_execution",
     "training.eval_batch_size",
     "data.dir",
+    # Where model A is registered: the study computes the same either way.
+    "transfer.register_as",
+    "transfer.register_alias",
 )
+
+# Keys added after digests were first recorded, each with the value that computes what
+# the lab computed before it existed: a key holding that value is left out, so the digest
+# of a config that does not use it stays the one recorded earlier (and a sweep started
+# then is still resumed). A new key goes here with its neutral value.
+ADDED_LATER: dict[str, object] = {
+    "transfer.source": None,
+}
 
 
 def config_hash(resolved: DictConfig) -> str:
@@ -39,6 +50,7 @@ def config_hash(resolved: DictConfig) -> str:
         key: value
         for key, value in flatten(resolved).items()
         if not any(key == p or key.startswith(p + ".") for p in IGNORED_KEYS)
+        and not (key in ADDED_LATER and value == ADDED_LATER[key])
     }
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]

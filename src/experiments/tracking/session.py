@@ -22,6 +22,10 @@ from typing import Any, Protocol
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.resilient import ResilientRecorder
 
+DESCRIPTION_TAG = "mlflow.note.content"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+# The run's metrics at its last step that its Logged Model is linked to.
+MODEL_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 # Groups whose choices name a run, in this order (a preset's name replaces them).
 NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
 
@@ -66,6 +70,7 @@ class RunSession(ResilientRecorder):
     def __init__(self, recorder: RunRecorder, output_dir: Path):
         super().__init__(recorder, output_dir)
         self.ended = False
+        self._system_metrics = None
 
     @classmethod
     def open(
@@ -76,18 +81,71 @@ class RunSession(ResilientRecorder):
         tags: dict[str, Any],
         output_dir: Path,
         parent_run_id: str | None = None,
+        description: str | None = None,
     ) -> RunSession:
+        """The run, with what MLflow's own context resolution says of this process (user,
+        source name and type, git commit), then `tags`, and `description` as its note."""
+        from mlflow.tracking.context.registry import resolve_tags
+
         output_dir.mkdir(parents=True, exist_ok=True)
-        return cls(RunRecorder.start(client, experiment_id, name, tags, parent_run_id), output_dir)
+        all_tags = resolve_tags({k: str(v) for k, v in tags.items()})
+        # Where MLflow finds no repository (a Ray worker, a job not started from a file of
+        # the checkout), the lab's own reading of the checkout's commit stands in.
+        if GIT_COMMIT_TAG not in all_tags and "git_commit" in tags:
+            all_tags[GIT_COMMIT_TAG] = str(tags["git_commit"])
+        if description:
+            all_tags[DESCRIPTION_TAG] = description
+        return cls(
+            RunRecorder.start(client, experiment_id, name, all_tags, parent_run_id), output_dir
+        )
 
     def log_files(self, written: Iterable[tuple[Path, str | None]]) -> None:
         for path, folder in written:
             self.log_artifact(path, folder)
 
+    def log_splits(self, splits, name: str, source: Any) -> None:
+        """The run's training, validation and test data as its dataset inputs."""
+        from experiments.tracking.datasets import dataset_inputs
+
+        entities = []
+        for item in dataset_inputs(splits, name, source):
+            entity = item.dataset
+            entities.append(
+                {
+                    "name": entity.name,
+                    "digest": entity.digest,
+                    "source_type": entity.source_type,
+                    "source": entity.source,
+                    "schema": entity.schema,
+                    "profile": entity.profile,
+                    "context": item.tags[0].value,
+                }
+            )
+        self.log_datasets(entities)
+
+    def log_trained_model(self, model, example, step: int) -> None:
+        """The model saved in the output folder, then as the run's Logged Model."""
+        from experiments.tracking.logged_model import save
+
+        folder = save(model, example, self.output_dir / "model", self.run_id)
+        self.log_model(folder, step, list(MODEL_METRICS))
+
+    def monitor_system(self, interval: float) -> None:
+        """CPU, memory, disk and network every `interval` seconds as `system/*` metrics,
+        by MLflow's own sampler (a thread of this process) until the run ends."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._system_metrics = SystemMetricsMonitor(
+            self.run_id, sampling_interval=interval, tracking_uri=self.client.tracking_uri
+        )
+        self._system_metrics.start()
+
     def end(self, status: str, reason: str | None = None) -> None:
         """Ends the run once; a later call (an error after `finish`) changes nothing."""
         if not self.ended:
             self.ended = True
+            if self._system_metrics is not None:
+                self._system_metrics.finish()
             super().end(status, reason)
 
     @contextmanager
@@ -124,17 +182,16 @@ class RunSession(ResilientRecorder):
         from experiments.training.loop import evaluate
 
         history = outcome.history if history is None else history
+        last_step = max(len(history.get("loss", [])) - 1, 0)
         test = None
         if not outcome.exploded:
             test = evaluate(model, data.x_test, data.y_test, training)
-            self.log_metrics(test, step=max(len(history.get("loss", [])) - 1, 0))
+            self.log_metrics(test, step=last_step)
         if diagnostics is not None:
             self.log_files(diagnostics.write_artifacts(self.output_dir))
-        self.log_files(
-            write_model_artifacts(
-                model, history, self.output_dir, save_model=save_model and not outcome.exploded
-            )
-        )
+        self.log_files(write_model_artifacts(model, history, self.output_dir))
+        if save_model and not outcome.exploded:
+            self.log_trained_model(model, data.x_test, last_step)
         if outcome.exploded:
             failure_tags = diagnostics.failure_tags() if diagnostics is not None else {}
             self.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})

@@ -236,16 +236,30 @@ def _repair(path: Path, reason: str) -> None:
     )
 
 
+# What the MLflow UI needs to open an experiment of the lab on its runs (the
+# Model-training view, not the GenAI one) and to say what the experiment is.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": (
+        "Runs of the gradient lab: Keras nets on Fashion-MNIST, each with a remedy for "
+        "vanishing or exploding gradients, their curves and per-layer gradient diagnostics."
+    ),
+}
+
+
 def ensure_experiment(client: MlflowClient, name: str, location: str | None) -> str:
-    """The experiment's id, creating it if needed. Two processes may race to create it;
-    the loser reads the winner's."""
+    """The experiment's id, creating it if needed, with the lab's experiment tags. Two
+    processes may race to create it; the loser reads the winner's."""
     try:
         found = client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 client.restore_experiment(found.experiment_id)
+            for key, value in EXPERIMENT_TAGS.items():
+                if key not in found.tags:  # an experiment made before these tags, or elsewhere
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
     except MlflowException as e:
         try:
             found = client.get_experiment_by_name(name)

@@ -42,9 +42,22 @@ class TransferConfig:
     finetune_learning_rate: float | None = None
     # Which reused layers unfreeze for fine-tuning: all | none | hidden_NN (that block and above).
     trainable_from: str | None = None
-    # Load model A from this run's model/model.keras instead of training it (optional
-    # under transfer=study).
+    # Model A from an earlier run instead of training it: a run id (`source_run_id`, or
+    # `source`), or a registered model `models:/<name>@<alias>` (`source`).
     source_run_id: str | None = None
+    source: str | None = None
+    # Register the study's model A in the Model Registry under this name, with an alias.
+    register_as: str | None = None
+    register_alias: str | None = None
+
+
+def model_a_source(cfg: TransferConfig) -> tuple[str, str] | None:
+    """(config key, value) of where model A comes from, None when the study trains it."""
+    if cfg.source is not None:
+        return "transfer.source", cfg.source
+    if cfg.source_run_id is not None:
+        return "transfer.source_run_id", cfg.source_run_id
+    return None
 
 
 def first_unfrozen_block(spec: str, n_blocks: int) -> int | None:

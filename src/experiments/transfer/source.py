@@ -1,14 +1,18 @@
-"""Model A from an earlier run (transfer.source_run_id) instead of training it again.
+"""Model A from an earlier run or from the Model Registry, instead of training it again.
 
-The run may live in any store the client reaches (SQLite, a server): the artifact is
-fetched through MLflow with the client's tracking URI, then read with Keras' safe
-loading, which refuses to deserialize arbitrary code (Lambda layers and the like).
-Every way this can fail ends in one line that names the run and what is wrong.
+`transfer.source` (or `transfer.source_run_id`) names either a run (a `pretrain_A` run,
+or a study run, which names its model A run in the tag `model_A_run_id`) or a registered
+model, `models:/<name>@<alias>` or `models:/<name>/<version>`. The model is fetched
+through MLflow with the client's tracking URI (any store: SQLite, a server), then read
+with Keras' safe loading, which refuses to run code stored in the file (Lambda layers
+and the like). Every way this can fail ends in one line that names the source and what
+is wrong.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,18 +22,61 @@ import keras
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from experiments.tracking.logged_model import model_of_run
 from experiments.transfer.tasks import MODEL_A_TAG, TransferError
 
-MODEL_ARTIFACT = "model/model.keras"
+# Where runs recorded before models were Logged Models kept model A.
+LEGACY_ARTIFACT = "model/model.keras"
+# Inside a Logged Model saved by MLflow's Keras flavor.
+KERAS_FILE = Path("data") / "model.keras"
+_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
 def load_model_a(
-    client: MlflowClient, run_id: str, expected: keras.Model, dst_dir: Path
+    client: MlflowClient, source: str, expected: keras.Model, dst_dir: Path, key: str
 ) -> tuple[keras.Model, str]:
-    """Model A of run `run_id` (or, for a study run, of the run it names as holding
-    model A), checked against `expected`, the model A this config would build.
-    Returns the model and the id of the run whose artifact it is."""
-    key = f"transfer.source_run_id={run_id}"
+    """Model A named by `source` (config key `key`), checked against `expected`, the
+    model A this config would build. Returns the model and the id of the run that
+    trained it."""
+    if source.startswith("models:/"):
+        path, holder, what = _registered(client, source, dst_dir, key)
+    else:
+        path, holder, what = _from_run(client, source, dst_dir, key)
+    model = _read_safely(path, key, what)
+    check_fits(model, expected, key)
+    return model, holder
+
+
+def _registered(client: MlflowClient, uri: str, dst_dir: Path, key: str) -> tuple[Path, str, str]:
+    match = _REGISTERED.match(uri)
+    if match is None:
+        raise TransferError(
+            f"{key}: {uri} is not a registered model URI (models:/<name>@<alias> or "
+            "models:/<name>/<version>)"
+        )
+    name, alias, version = match.group("name"), match.group("alias"), match.group("version")
+    try:
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException:
+        what = f"alias {alias!r}" if alias else f"version {version}"
+        raise TransferError(
+            f"{key}: the Model Registry of {client.tracking_uri} has no model {name!r} with "
+            f"{what} (transfer.register_as=<name> registers model A)"
+        ) from None
+    # A version made from a Logged Model has it as its source (models:/<model id>); the
+    # registry's model_id field is not filled in by every store.
+    model_id = found.model_id or found.source.removeprefix("models:/")
+    if not found.source.startswith("models:/"):
+        raise TransferError(f"{key}: {uri} is not a logged model (its source is {found.source})")
+    path = _download_model(client, model_id, dst_dir, key)
+    return path, found.run_id, f"logged model {model_id}"
+
+
+def _from_run(client: MlflowClient, run_id: str, dst_dir: Path, key: str) -> tuple[Path, str, str]:
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -37,38 +84,55 @@ def load_model_a(
     if run.info.lifecycle_stage == "deleted":
         raise TransferError(f"{key}: the run is deleted in {client.tracking_uri}")
     holder = run.data.tags.get(MODEL_A_TAG, run_id)
-
+    model_id = model_of_run(client, holder)
+    if model_id is not None:
+        return _download_model(client, model_id, dst_dir, key), holder, f"logged model {model_id}"
     try:
         import mlflow.artifacts
 
         with _no_progress_bar():
             path = mlflow.artifacts.download_artifacts(
                 run_id=holder,
-                artifact_path=MODEL_ARTIFACT,
+                artifact_path=LEGACY_ARTIFACT,
                 dst_path=str(dst_dir),
                 tracking_uri=client.tracking_uri,
             )
     except (MlflowException, OSError):
         via = "" if holder == run_id else f" (via its model A run {holder})"
         raise TransferError(
-            f"{key}: the run{via} has no {MODEL_ARTIFACT} artifact "
-            "(tracking.log_model=false, or its training failed)"
+            f"{key}: the run{via} has no logged model (tracking.log_model=false, or its "
+            "training failed)"
         ) from None
+    return Path(path), holder, LEGACY_ARTIFACT
 
-    if not zipfile.is_zipfile(path):
+
+def _download_model(client: MlflowClient, model_id: str, dst_dir: Path, key: str) -> Path:
+    import mlflow.artifacts
+
+    try:
+        location = client.get_logged_model(model_id).artifact_location
+        with _no_progress_bar():
+            folder = mlflow.artifacts.download_artifacts(
+                artifact_uri=location, dst_path=str(dst_dir), tracking_uri=client.tracking_uri
+            )
+    except (MlflowException, OSError) as e:
+        raise TransferError(f"{key}: logged model {model_id} cannot be fetched ({e})") from None
+    return Path(folder) / KERAS_FILE
+
+
+def _read_safely(path: Path, key: str, what: str) -> keras.Model:
+    if not path.is_file() or not zipfile.is_zipfile(path):
         raise TransferError(
-            f"{key}: {MODEL_ARTIFACT} is not a Keras archive (a .keras file is a zip archive "
-            "written by model.save); the run holds something else under that name"
+            f"{key}: {what} is not a Keras archive (a .keras file is a zip archive written "
+            "by model.save); the source holds something else under that name"
         )
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for one cause: unreadable
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise TransferError(
-            f"{key}: {MODEL_ARTIFACT} cannot be loaded safely as a Keras model ({reason})"
+            f"{key}: {what} cannot be loaded safely as a Keras model ({reason})"
         ) from None
-    check_fits(model, expected, key)
-    return model, holder
 
 
 @contextmanager

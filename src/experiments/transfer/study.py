@@ -33,11 +33,17 @@ from experiments.transfer.models import (
     set_reused_trainable,
     weights_untouched,
 )
+from experiments.transfer.options import model_a_source
 from experiments.transfer.tasks import MODEL_A_TAG, STUDY_TAG, Tasks, split_tasks
 
 log = logging.getLogger(__name__)
 
 PRETRAIN, BASELINE, B_ON_A = "pretrain_A", "baseline_B", "B_on_A"
+DESCRIPTIONS = {
+    PRETRAIN: "Model A, trained on task A (every class but the two of task B).",
+    BASELINE: "Model B from scratch on task B (two classes, few images): the baseline.",
+    B_ON_A: "Model B on a copy of model A's hidden layers: first frozen, then fine-tuned.",
+}
 # Per-epoch metric of B_on_A: 0 while the reused layers are frozen, 1 once unfrozen.
 PHASE_METRIC = "reused_layers_trainable"
 _COPIED_TAGS = ("seed", "git_commit", "mlflow.source.git.commit")
@@ -74,18 +80,26 @@ class Study:
         self._diagnostics: dict[str, RunDiagnostics] = {}  # run id -> its probe, across phases
 
     @contextmanager
-    def child(self, name: str) -> Iterator[RunSession]:
-        """A nested run; an error inside ends it FAILED (KILLED on interrupt), then rises."""
+    def child(self, name: str, data: Splits, task: str) -> Iterator[RunSession]:
+        """A nested run training on `data` (task A or B); an error inside ends it FAILED
+        (KILLED on interrupt), then rises."""
+        from experiments.tracking.datasets import source_of
+        from experiments.tracking.orphans import process_tags
+
         session = RunSession.open(
             self.parent.client,
             self.experiment_id,
             name,
-            self.tags | {"study_phase": name},
+            self.tags | {"study_phase": name} | process_tags(),
             self.output_dir / name,
             self.parent.run_id,
+            description=DESCRIPTIONS[name],
         )
         self.parent.set_tags({f"run_id.{name}": session.run_id})
         with session.closing():
+            session.log_splits(
+                data, f"{self.cfg.data.name.value}-{task}", source_of(self.cfg.data, data.folder)
+            )
             yield session
 
     def fit_phase(
@@ -185,6 +199,36 @@ def _concat(*histories: dict[str, list[float]]) -> dict[str, list[float]]:
     return joined
 
 
+def register_model_a(session: RunSession, name: str, alias: str) -> None:
+    """Model A's Logged Model as a new version of registered model `name`, with `alias`
+    pointing at it: a later study reuses it as transfer.source=models:/<name>@<alias>."""
+    from mlflow.exceptions import MlflowException
+
+    from experiments.tracking.logged_model import model_of_run
+
+    client = session.client
+    try:
+        model_id = model_of_run(client, session.run_id)
+        if model_id is None:
+            log.warning("model A was not logged (tracking.log_model=false): not registered")
+            return
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description="Model A of the transfer study")
+        version = client.create_model_version(
+            name, f"models:/{model_id}", run_id=session.run_id, model_id=model_id
+        )
+        client.set_registered_model_alias(name, alias, version.version)
+    except Exception as e:  # noqa: BLE001 - the registry is an extra: the study goes on
+        log.warning("model A could not be registered as %s: %s", name, e)
+        return
+    session.set_tags({"registered_model": f"models:/{name}@{alias}"})
+    log.info(
+        "model A registered as %s version %s (models:/%s@%s)", name, version.version, name, alias
+    )
+
+
 def _fit_and_finish(
     study: Study,
     session: RunSession,
@@ -203,18 +247,22 @@ def _fit_and_finish(
 
 
 def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
-    """Model A, trained on task A or loaded from transfer.source_run_id; also returns
-    the id of the run that holds it as model/model.keras."""
+    """Model A, trained on task A or loaded from where transfer.source (or
+    transfer.source_run_id) says; also returns the id of the run that trained it."""
     cfg, t = study.cfg, study.cfg.transfer
-    with study.child(PRETRAIN) as session:
-        if t.source_run_id:
+    with study.child(PRETRAIN, tasks.a, "task_a") as session:
+        source = model_a_source(t)
+        if source is not None:
             from experiments.transfer.source import load_model_a
 
+            key, value = source
             expected = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
             model_a, holder = load_model_a(
-                study.parent.client, t.source_run_id, expected, session.output_dir
+                study.parent.client, value, expected, session.output_dir, f"{key}={value}"
             )
-            session.set_tags({"source_run_id": t.source_run_id, MODEL_A_TAG: holder})
+            session.set_tags(
+                {"source_run_id": holder, "model_A_source": value, MODEL_A_TAG: holder}
+            )
             # Loaded uncompiled; compiled here only to be evaluated on task A.
             training.compile_model(
                 model_a, make_optimizer(cfg.optimizer, cfg.clipping), cfg.training
@@ -233,12 +281,14 @@ def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
             cfg.training.epochs,
             "sparse_categorical_crossentropy",
         )
+        if t.register_as and result.test is not None:
+            register_model_a(session, t.register_as, t.register_alias)
         return model_a, session.run_id, result
 
 
 def baseline_b(study: Study, tasks: Tasks) -> Result:
     cfg = study.cfg
-    with study.child(BASELINE) as session:
+    with study.child(BASELINE, tasks.b, "task_b") as session:
         training.seed_everything(cfg.training.seed)
         model = build_baseline_b(cfg, tasks.b.input_shape)
         return _fit_and_finish(
@@ -257,7 +307,7 @@ def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Res
     layers frozen, then `finetune_epochs` with those of `trainable_from` unfrozen, each
     phase recompiled with a fresh optimizer; steps run on across the two."""
     cfg, t = study.cfg, study.cfg.transfer
-    with study.child(B_ON_A) as session:
+    with study.child(B_ON_A, tasks.b, "task_b") as session:
         training.seed_everything(cfg.training.seed)
         weights_a = [w.copy() for w in model_a.get_weights()]
         model = build_b_on_a(model_a)

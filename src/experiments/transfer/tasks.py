@@ -15,7 +15,7 @@ from experiments.data import Splits
 
 # On a study's own run: its nested runs (pretrain_A, baseline_B, B_on_A) hold the training.
 STUDY_TAG = "transfer_study"
-# On the study run and B_on_A: the run whose model/model.keras is model A, so that
+# On the study run and B_on_A: the run whose Logged Model is model A, so that
 # transfer.source_run_id may name the study run itself.
 MODEL_A_TAG = "model_A_run_id"
 
@@ -60,7 +60,7 @@ def split_tasks(splits: Splits, b_classes: list[int], train_size_b: int) -> Task
 
     def task(index: int) -> Splits:
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (parts[n][index] for n in parts)
-        return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
+        return Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, folder=splits.folder)
 
     tasks = Tasks(task(0), task(1), [c for c in range(num_classes) if c not in b_classes])
     for label, split in (("A", tasks.a), ("B", tasks.b)):

@@ -1,0 +1,95 @@
+"""The trained model as an MLflow 3 Logged Model of its run: saved in MLflow's Keras
+format (loadable with mlflow.keras.load_model and mlflow.pyfunc.load_model), with a
+signature and a small input example, linked to the run (its outputs) and to the run's
+final metrics.
+
+Everything goes through the run's explicit client (no active run, no global tracking
+URI). The model is saved into the run's output folder first, so a store that fails
+keeps it there, and `upload` can send it later. MLflow's own mlflow.keras.log_model is
+not used: with an input example it fails before writing it (mlflow#16183, MLflow 3.17),
+and it reads the global tracking URI.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ARTIFACT_NAME = "model"
+EXAMPLE_ROWS = 3
+MODEL_TYPE = "keras-dense-classifier"
+
+
+def save(model, example: np.ndarray, folder: Path, run_id: str) -> Path:
+    """The model in MLflow's Keras format in `folder`: a stock Keras model (Sequential
+    or functional, as the trained one) of the same layers and weights, with no class of
+    the lab's own, so it loads wherever Keras does; the signature inferred from
+    `example`'s first rows and the model's predictions."""
+    import keras
+    import mlflow.keras
+    import tensorflow as tf
+    from mlflow.models import Model, infer_signature
+
+    if isinstance(model, keras.Sequential):
+        plain = keras.Sequential(
+            [keras.Input(shape=model.input_shape[1:]), *model.layers], name=model.name
+        )
+    else:
+        plain = keras.Model(model.inputs, model.outputs, name=model.name)
+    example = np.asarray(example[:EXAMPLE_ROWS])
+    signature = infer_signature(example, plain.predict(example, verbose=0))
+    shutil.rmtree(folder, ignore_errors=True)
+    # MLflow's Keras flavor writes the input example before it makes the folder.
+    folder.mkdir(parents=True)
+    mlflow.keras.save_model(
+        plain,
+        str(folder),
+        mlflow_model=Model(artifact_path=ARTIFACT_NAME, run_id=run_id),
+        signature=signature,
+        input_example=example,
+        # Given, so MLflow need not load the model in a child process to infer them.
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
+    return folder
+
+
+def upload(client, run_id: str, folder: Path, step: int, linked_keys: list[str]) -> str:
+    """A Logged Model of the run from a folder written by `save`, with the run's metrics
+    `linked_keys` at `step` linked to it; returns its id. A run that already holds a
+    model logged at this step gets nothing new (a replay sends the same record again)."""
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.models import Model
+
+    run = client.get_run(run_id)
+    for output in (run.outputs.model_outputs if run.outputs else None) or []:
+        if output.step == step:
+            return output.model_id
+    logged = client.create_logged_model(
+        run.info.experiment_id, name=ARTIFACT_NAME, source_run_id=run_id, model_type=MODEL_TYPE
+    )
+    descriptor = Model.load(str(folder))
+    descriptor.model_id = logged.model_id
+    descriptor.save(str(folder / "MLmodel"))
+    client.log_model_artifacts(logged.model_id, str(folder))
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
+    # As MLflow's own Model.log does: the run's values at that step again, with the
+    # model's id; same key, time, step and value, so the run's history keeps them once.
+    linked = [
+        Metric(m.key, m.value, m.timestamp, m.step, model_id=logged.model_id)
+        for key in linked_keys
+        for m in client.get_metric_history(run_id, key)
+        if m.step == step
+    ]
+    if linked:
+        client.log_batch(run_id, metrics=linked)
+    return logged.model_id
+
+
+def model_of_run(client, run_id: str) -> str | None:
+    """The id of the run's logged model (the last one logged), if it has one."""
+    outputs = client.get_run(run_id).outputs
+    models = (outputs.model_outputs if outputs else None) or []
+    return max(models, key=lambda m: m.step).model_id if models else None
