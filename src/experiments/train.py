@@ -196,7 +196,7 @@ def _train(cfg: Config, splits, session) -> float | None:
     )
     if diagnostics:
         diagnostics.apply_failure(outcome)
-    if trial is not None and trial.pruned:
+    if trial is not None and trial.pruned and not outcome.exploded:
         return trial.finish_pruned(session, model, outcome, diagnostics)
     test = session.finish(
         model,

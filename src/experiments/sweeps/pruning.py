@@ -42,8 +42,8 @@ class TrialReporter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(MONITOR)
-        if value is None or not math.isfinite(float(value)):
-            return  # an exploding run stops on its own and scores the worst value
+        if self.model.stop_training or value is None or not math.isfinite(float(value)):
+            return  # an exploding run stopped already: it ends FAILED with the worst value
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
             self.pruned_epoch = epoch

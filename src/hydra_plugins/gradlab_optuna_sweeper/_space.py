@@ -5,7 +5,7 @@ it, on Optuna 4's distribution classes:
     range(start, stop[, step])       IntDistribution (stop excluded, as Hydra's basic
                                      sweeper has it); FloatDistribution with a step when
                                      any bound is a float; a shuffled range is a choice
-    interval(low, high)              FloatDistribution (IntDistribution for two ints)
+    interval(low, high)              FloatDistribution (integers: use range)
     tag(log, interval(low, high))    the same on a log scale
     value                            fixed for every trial
 """
@@ -49,11 +49,8 @@ def distribution(override: Override) -> BaseDistribution | str:
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
             return FloatDistribution(float(values[0]), float(values[-1]), step=float(value.step))
         return IntDistribution(int(values[0]), int(values[-1]), step=int(value.step))
-    if override.is_interval_sweep():
-        log = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log)
-        return FloatDistribution(float(value.start), float(value.end), log=log)
+    if override.is_interval_sweep():  # Hydra reads interval bounds as floats
+        return FloatDistribution(float(value.start), float(value.end), log="log" in value.tags)
     raise SearchSpaceError(f"{key}: {override.input_line} is not a sweep Optuna can sample")
 
 

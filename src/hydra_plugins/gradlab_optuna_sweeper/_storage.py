@@ -35,20 +35,20 @@ def open_storage(
     engine_kwargs = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_WAIT_S}
-    heartbeat = {}
-    if heartbeat_interval:
-        heartbeat = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": 2 * heartbeat_interval,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=max_retry
-            ),
-        }
     for attempt in range(CREATE_TRIES):
         try:
             with warnings.catch_warnings():
                 # Heartbeats are "experimental" in Optuna since 2.9; the sweeper relies on them.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                heartbeat = {}
+                if heartbeat_interval:
+                    heartbeat = {
+                        "heartbeat_interval": heartbeat_interval,
+                        "grace_period": 2 * heartbeat_interval,
+                        "heartbeat_stale_trial_callback": (
+                            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+                        ),
+                    }
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except SQLAlchemyError:
             if attempt == CREATE_TRIES - 1:

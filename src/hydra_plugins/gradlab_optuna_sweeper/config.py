@@ -127,7 +127,7 @@ class OptunaStudySweeperConf:
     figures: bool = True
     # The search space in Hydra's sweep syntax: choice(...), range(...), interval(...),
     # tag(log, interval(...)); a plain value is fixed for every trial.
-    params: Optional[Dict[str, str]] = None
+    params: Dict[str, str] = field(default_factory=dict)
 
 
 store = ConfigStore.instance()
