@@ -8,12 +8,12 @@ import pytest
 from helpers.compose import compose
 from helpers.sweeps import OPTUNA, TINY, children, optuna_study, search_params, sweep_parent
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra_plugins.gradlab_optuna_sweeper import _space
-from hydra_plugins.gradlab_optuna_sweeper._impl import counted
-from hydra_plugins.gradlab_optuna_sweeper.job import TRIAL_ENV, JobTrial, env_override
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from experiments.sweeps.objective import WORST_SCORE
+from hydra_plugins.gradlab_optuna_sweeper import _space
+from hydra_plugins.gradlab_optuna_sweeper._impl import counted
+from hydra_plugins.gradlab_optuna_sweeper.job import TRIAL_ENV, JobTrial, env_override
 
 
 def test_the_sweep_syntax_becomes_optuna_distributions():
