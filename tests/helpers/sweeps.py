@@ -211,6 +211,21 @@ OPTUNA = [
 ]
 
 
+def load_search(storage: str) -> list[str]:
+    """LOAD_SWEEP as an Optuna search with its study in `storage`: a grid over the 16
+    seeds, 4 trials at a time through joblib."""
+    return [
+        *OPTUNA,
+        "hydra/sweeper/sampler=grid",
+        f"hydra.sweeper.storage='{storage}'",
+        "hydra.sweeper.n_jobs=4",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        search_params(**{"training.seed": "range(0,16)"}),
+        *TINY,
+    ]
+
+
 def search_params(**params: str) -> str:
     """`++hydra.sweeper.params={key:"sweep",...}` as one override (++: the params map is
     closed to new keys)."""

@@ -178,6 +178,11 @@ class StudySweep(Sweeper):
                 f"{study.direction.name.lower()}, not to {self.direction}: set "
                 "hydra.sweeper.study_name to start another study"
             )
+        existing = counted(study.get_trials(deepcopy=False))
+        if existing:
+            # A sampler seeded like the worker that began the study would propose its
+            # points again (a resumed run, a second worker): this one draws its own.
+            study.sampler.reseed_rng()
         log.info(
             "Optuna study %r in %s: %s, %s, %s; %d of %d trials there already",
             self.study_name,
@@ -185,7 +190,7 @@ class StudySweep(Sweeper):
             self.direction,
             type(study.sampler).__name__,
             type(study.pruner).__name__,
-            counted(study.get_trials(deepcopy=False)),
+            existing,
             target,
         )
         # Every job opens the study by these (its trial number comes with the job).
