@@ -124,7 +124,7 @@ def ray_cluster(*node_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
                     start_new_session=True,
                 )
             )  # fmt: skip
-            if len(nodes) == 1:  # a node started later waits for the head by itself
+            if len(nodes) == 1:  # the head first: the other nodes join a running head
                 wait_for_nodes(f"{host}:{port}", 1, env)
         wait_for_nodes(f"{host}:{port}", len(nodes), env)
         yield f"{host}:{port}", env
