@@ -40,6 +40,13 @@ LOAD_SWEEP = [
 ]
 
 
+# The admin of a test server with MLflow's basic-auth app, as clients send it.
+CREDENTIALS = {
+    "MLFLOW_TRACKING_USERNAME": "lab-admin",
+    "MLFLOW_TRACKING_PASSWORD": "not-a-default-9",
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

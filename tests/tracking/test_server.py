@@ -1,8 +1,8 @@
-"""A real MLflow tracking server process on a free loopback port, on PostgreSQL when the
-tests are given one (GRADLAB_TEST_POSTGRES_URL, as .ci/run does), else on SQLite: an
-Optuna search under load sends it everything and keeps its study in the same database
-server; an unreachable one is reported at once; one that goes away mid-run costs no
-training."""
+"""A real MLflow tracking server process on a free loopback port, with MLflow's
+basic-auth app, on PostgreSQL when the tests are given one (GRADLAB_TEST_POSTGRES_URL,
+as .ci/run does), else on SQLite: it refuses a request without credentials; an Optuna
+search under load sends it everything and keeps its study in the same database server;
+an unreachable one is reported at once; one that goes away mid-run costs no training."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
 from helpers.sweeps import (
+    CREDENTIALS,
     POSTGRES_ENV,
     TINY,
     PostgresDatabase,
@@ -54,9 +57,19 @@ def stores(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stores):
-    started = TrackingServer.start(tmp_path_factory.mktemp("server"), store=stores[0])
+    """A team's server: PostgreSQL (when given) and MLflow's basic-auth app."""
+    started = TrackingServer.start(
+        tmp_path_factory.mktemp("server"), store=stores[0], auth=CREDENTIALS
+    )
     yield started
     started.stop()
+
+
+@pytest.fixture
+def logged_in(monkeypatch):
+    """This process's MLflow clients send the admin's credentials."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +78,28 @@ def loaded(server, stores, tmp_path_factory):
     same database server."""
     folder = tmp_path_factory.mktemp("load")
     code, output, _ = run_cli(
-        folder, *load_search(stores[1]), "tracking=server", f"tracking.uri={server.uri}"
+        folder,
+        *load_search(stores[1]),
+        "tracking=server",
+        f"tracking.uri={server.uri}",
+        **CREDENTIALS,
     )
     assert code == 0, output[-3000:]
     return folder, output
 
 
-def test_a_search_under_load_sends_the_server_everything(server, stores, loaded):
+def test_a_request_without_credentials_is_refused(server):
+    url = server.uri + "/api/2.0/mlflow/experiments/search?max_results=1"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 401
+    # The admin's password is in no file of the server's (the auth app keeps a hash).
+    for path in server.log_path.parent.glob("*"):
+        if path.is_file() and path.suffix != ".db":
+            assert CREDENTIALS["MLFLOW_TRACKING_PASSWORD"] not in path.read_text(errors="ignore")
+
+
+def test_a_search_under_load_sends_the_server_everything(server, stores, loaded, logged_in):
     folder, output = loaded
     assert_load_sweep_complete(MlflowClient(server.uri), output)
     assert not (folder / "mlflow.db").exists()  # nothing went to a local store
@@ -84,7 +112,7 @@ def test_a_search_under_load_sends_the_server_everything(server, stores, loaded)
         engine.dispose()
 
 
-def test_the_search_keeps_its_study_in_postgresql(server, stores, loaded):
+def test_the_search_keeps_its_study_in_postgresql(server, stores, loaded, logged_in):
     if postgres_url() is None:
         pytest.skip(f"no PostgreSQL to test against: set {POSTGRES_ENV} (.ci/run starts one)")
     trials = optuna_study(stores[1]).trials

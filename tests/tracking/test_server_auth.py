@@ -1,20 +1,13 @@
 """A shared server's login: `make server` refuses to listen beyond loopback without one,
-and MLflow's basic-auth app (`--auth basic`) refuses a request without credentials."""
+or with a login but no credentials to make its admin from. (A server with the login
+refusing a request without credentials: tests/tracking/test_server.py.)"""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import pytest
-from helpers.sweeps import TrackingServer
+from helpers.sweeps import CREDENTIALS
 
 from experiments.tracking import server
-
-CREDENTIALS = {
-    "MLFLOW_TRACKING_USERNAME": "lab-admin",
-    "MLFLOW_TRACKING_PASSWORD": "not-a-default-9",
-}
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "lab.example.org"])
@@ -39,29 +32,3 @@ def test_loopback_needs_no_login():
     server.check_exposure("127.0.0.1", auth=False)
     server.check_exposure("localhost", auth=False)
     server.check_exposure("0.0.0.0", auth=True)
-
-
-@pytest.mark.slow
-def test_a_request_without_credentials_is_refused(tmp_path, monkeypatch):
-    from mlflow.tracking import MlflowClient
-
-    started = TrackingServer.start(tmp_path / "server", auth=CREDENTIALS)
-    try:
-        url = started.uri + "/api/2.0/mlflow/experiments/search?max_results=1"
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=10)
-        assert refused.value.code == 401
-        # The same request from MLflow's client, with the credentials in its environment.
-        for name, value in CREDENTIALS.items():
-            monkeypatch.setenv(name, value)
-        client = MlflowClient(started.uri)
-        experiment_id = client.create_experiment("behind-a-login")
-        assert client.get_experiment(experiment_id).name == "behind-a-login"
-    finally:
-        started.stop()
-    # The admin's password is nowhere in the server's files.
-    assert not any(
-        CREDENTIALS["MLFLOW_TRACKING_PASSWORD"] in p.read_text(errors="ignore")
-        for p in (tmp_path / "server").glob("*")
-        if p.is_file() and p.suffix != ".db"
-    )

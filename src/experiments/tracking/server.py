@@ -151,6 +151,9 @@ def auth_env(folder: Path, env: dict[str, str]) -> dict[str, str]:
         f"database_uri = sqlite:///{(folder / 'basic_auth.db').resolve()}\n"
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # A password check is a slow hash by design; a sweep sends many requests a second.
+        # A changed password takes effect within this many seconds.
+        "auth_cache_ttl_seconds = 60\n"
     )
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),

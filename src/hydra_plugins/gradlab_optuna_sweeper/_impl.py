@@ -18,6 +18,7 @@ import functools
 import logging
 import math
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -203,10 +204,16 @@ class StudySweep(Sweeper):
             )
         while True:
             self._fail_stale(study)
-            to_go = target - counted(study.get_trials(deepcopy=False))
-            if to_go <= 0:
+            trials = study.get_trials(deepcopy=False)
+            # Trials still to create, and retries queued (WAITING) that `ask` hands out first.
+            to_ask = target - counted(trials) + sum(t.state == TrialState.WAITING for t in trials)
+            if to_ask > 0:
+                self._run_batch(study, storage, space, fixed, min(self.n_jobs, to_ask))
+            elif any(t.state == TrialState.RUNNING for t in trials):
+                # Other workers' last trials: if one of them dies, its trial is retried here.
+                time.sleep(self.heartbeat_interval)
+            else:
                 break
-            self._run_batch(study, storage, space, fixed, min(self.n_jobs, to_go))
         self._write_results(study, target)
 
     @staticmethod
