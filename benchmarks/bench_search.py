@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import print_ratio
 from experiments.processes import child_environment
 from experiments.sweeps.parallelism import available_cores
 
@@ -96,11 +97,7 @@ def main() -> None:
     print(f"one worker:                           {one:6.1f} s")
     two = timed_search(2)
     print(f"two workers on one study:             {two:6.1f} s")
-    ratio = two / one
-    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-    print(
-        f"ratio two / one:                      {ratio:6.2f} ({verdict} the target <= {TARGET_RATIO})"
-    )
+    print_ratio("ratio two / one", two / one, TARGET_RATIO)
 
 
 if __name__ == "__main__":
