@@ -23,7 +23,8 @@ from experiments.sweeps.parallelism import available_cores
 
 TARGET_RATIO = 0.65
 N_TRIALS = 20
-# About two seconds of training a trial on 2 quiet cores: training, not start-up, dominates.
+# Several seconds of training a trial: training, not each worker's start-up and report,
+# should dominate.
 SEARCH = [
     "-m",
     "hydra/sweeper=gradlab_optuna",
@@ -32,7 +33,7 @@ SEARCH = [
     f"hydra.sweeper.n_trials={N_TRIALS}",
     "++hydra.sweeper.params={optimizer.learning_rate:'tag(log, interval(0.01, 0.1))'}",
     "data=synthetic",
-    "data.train_size=4000",
+    "data.train_size=12000",
     "data.validation_size=500",
     "data.test_size=500",
     "training.epochs=3",

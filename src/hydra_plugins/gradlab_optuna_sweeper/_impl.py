@@ -211,7 +211,7 @@ class StudySweep(Sweeper):
                 self._run_batch(study, storage, space, fixed, min(self.n_jobs, to_ask))
             elif any(t.state == TrialState.RUNNING for t in trials):
                 # Other workers' last trials: if one of them dies, its trial is retried here.
-                time.sleep(self.heartbeat_interval)
+                time.sleep(min(1.0, self.heartbeat_interval))
             else:
                 break
         self._write_results(study, target)
