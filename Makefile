@@ -18,11 +18,15 @@ STUDY_PRESETS := leaky_relu,prelu,elu,selu_deep,relu_deep,batchnorm_after,batchn
 STUDY_EPOCHS ?=
 STUDY_ARGS ?=
 # `make server`: a shared MLflow tracking server (runs: tracking=server). Loopback only
-# unless SERVER_HOST says otherwise; SERVER_STORE may be a PostgreSQL URI.
+# unless SERVER_HOST says otherwise, and then only with SERVER_AUTH=basic (MLflow's
+# basic-auth app; admin from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD);
+# SERVER_STORE may be a PostgreSQL URI (pip install -e ".[postgres]").
 SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 5001
 SERVER_STORE ?= sqlite:///$(CURDIR)/tracking-server/mlflow.db
 SERVER_ARTIFACTS ?= $(CURDIR)/tracking-server/artifacts
+SERVER_AUTH ?= none
+SERVER_ALLOWED_HOSTS ?=
 
 .PHONY: setup train study test test-fast lint bench ui server clean
 
@@ -32,6 +36,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# An older .venv may hold hydra-optuna-sweeper (optuna < 3), replaced by src/hydra_plugins.
+	$(BIN)/pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true
 	touch $@
 
 train: setup
@@ -73,7 +79,8 @@ ui: setup
 server: setup
 	mkdir -p $(SERVER_ARTIFACTS)
 	$(BIN)/python -m experiments.tracking.server --host $(SERVER_HOST) --port $(SERVER_PORT) \
-		--backend-store-uri $(SERVER_STORE) --artifacts $(SERVER_ARTIFACTS)
+		--backend-store-uri $(SERVER_STORE) --artifacts $(SERVER_ARTIFACTS) --auth $(SERVER_AUTH) \
+		$(if $(SERVER_ALLOWED_HOSTS),--allowed-hosts $(SERVER_ALLOWED_HOSTS))
 
 clean:
 	rm -rf outputs multirun mlruns mlflow.db .pytest_cache .ruff_cache reports

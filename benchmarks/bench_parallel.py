@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks.common import print_ratio
 from experiments.processes import child_environment
 
 TARGET_RATIO = 0.65
@@ -55,11 +56,7 @@ def main() -> None:
     print(f"sequential (basic launcher):          {sequential:6.1f} s")
     parallel = timed_sweep(PARALLEL)
     print(f"parallel (joblib, n_jobs=2):          {parallel:6.1f} s")
-    ratio = parallel / sequential
-    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
-    print(
-        f"ratio parallel / sequential:          {ratio:6.2f} ({verdict} the target <= {TARGET_RATIO})"
-    )
+    print_ratio("ratio parallel / sequential", parallel / sequential, TARGET_RATIO)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,9 @@ def data_dir() -> Path | None:
 def python(*args: str, cwd: Path, timeout: int = 3600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=child_environment(), capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
+
+
+def print_ratio(label: str, ratio: float, target: float) -> None:
+    """`label: ratio (meets|misses the target <= target)`, aligned with the times above."""
+    verdict = "meets" if ratio <= target else "misses"
+    print(f"{label + ':':<38}{ratio:6.2f} ({verdict} the target <= {target})")

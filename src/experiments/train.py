@@ -172,15 +172,20 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
 
 
 def _job_tags(cfg: Config, job: Job, digest: str, commit: str) -> dict[str, str]:
+    from experiments.sweeps.parallelism import placement_tags
     from experiments.tracking.resume import HASH_TAG
 
     tags = {f"choice.{group}": option for group, option in job.choices.items()}
-    return tags | {
-        "seed": str(cfg.training.seed),
-        "git_commit": commit,
-        "output_dir": str(job.output_dir),  # on the `host` of tracking.orphans.process_tags
-        HASH_TAG: digest,
-    }
+    return (
+        tags
+        | {
+            "seed": str(cfg.training.seed),
+            "git_commit": commit,
+            "output_dir": str(job.output_dir),  # on the `host` of tracking.orphans.process_tags
+            HASH_TAG: digest,
+        }
+        | placement_tags()
+    )
 
 
 def _train(cfg: Config, splits, session) -> float | None:
@@ -203,16 +208,21 @@ def _train(cfg: Config, splits, session) -> float | None:
             cfg.training.seed,
             session.log_metrics,
         )
+    from experiments.sweeps.pruning import TrialReporter
+
+    trial = TrialReporter.for_this_job(session)  # None unless the job is an Optuna trial
     outcome = training.fit(
         model,
         splits,
         cfg.training,
         session.log_metrics,
         session.output_dir,
-        extra_callbacks=diagnostics.callbacks if diagnostics else None,
+        extra_callbacks=[*(diagnostics.callbacks if diagnostics else []), *filter(None, [trial])],
     )
     if diagnostics:
         diagnostics.apply_failure(outcome)
+    if trial is not None and trial.pruned and not outcome.exploded:
+        return trial.finish_pruned(session, model, outcome, diagnostics)
     test = session.finish(
         model,
         outcome,

@@ -11,8 +11,11 @@ from experiments.config.checks import validate
 def test_the_optuna_search_maximizes_val_accuracy_over_the_deep_net():
     cfg = compose(["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper")
-    assert sweeper.direction == "maximize"
+    assert sweeper._target_.endswith("gradlab_optuna_sweeper.optuna_sweeper.OptunaStudySweeper")
+    assert sweeper.direction.name == "maximize"
+    assert sweeper.study_name == "gradient-lab"  # the MLflow experiment's
+    assert sweeper.storage is None  # optuna.db in the launch folder
+    assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
     assert set(sweeper.params) == {"optimizer.learning_rate", "clipping.threshold", "init"}
     assert sweeper.max_failure_rate == 1.0
     assert cfg.hydra.mode.name == "MULTIRUN"

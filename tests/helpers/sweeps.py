@@ -40,6 +40,13 @@ LOAD_SWEEP = [
 ]
 
 
+# The admin of a test server with MLflow's basic-auth app, as clients send it.
+CREDENTIALS = {
+    "MLFLOW_TRACKING_USERNAME": "lab-admin",
+    "MLFLOW_TRACKING_PASSWORD": "not-a-default-9",
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +78,16 @@ class TrackingServer:
     log_path: Path
 
     @classmethod
-    def start(cls, folder: Path, port: int | None = None, timeout: float = 120) -> TrackingServer:
+    def start(
+        cls,
+        folder: Path,
+        port: int | None = None,
+        timeout: float = 120,
+        store: str | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> TrackingServer:
+        """A server on `store` (default: a SQLite file in `folder`); `auth`, the admin's
+        MLFLOW_TRACKING_USERNAME/PASSWORD, runs MLflow's basic-auth app."""
         from experiments.tracking.server import server_command, server_env
 
         port = port or free_port()
@@ -79,16 +95,18 @@ class TrackingServer:
         command = server_command(
             "127.0.0.1",
             port,
-            f"sqlite:///{folder / 'server.db'}",
+            store or f"sqlite:///{folder / 'server.db'}",
             folder / "artifacts",
+            auth=auth is not None,
         )
         log_path = folder / "server.log"
+        env = server_env() if auth is None else server_env(folder, {**os.environ, **auth})
         with open(log_path, "w") as log:
             process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=server_env(),
+                env=env,
                 start_new_session=True,  # its own process group: stopped as one
             )
         server = cls(f"http://127.0.0.1:{port}", process, log_path)
@@ -188,3 +206,90 @@ def assert_load_sweep_complete(client, output: str) -> None:
     for run in runs:
         assert run.info.status == "FINISHED"
         assert_run_complete(client, run, epochs=3)
+
+
+# --- Optuna searches (the project's sweeper, src/hydra_plugins) -------------------------
+# A search without the hparams_search preset's deep net: `hydra.sweeper.params` and the
+# sampler come from the test.
+OPTUNA = [
+    "-m",
+    "hydra/sweeper=gradlab_optuna",
+    "hydra.sweeper.direction=maximize",
+    "hydra.sweeper.study_name=${tracking.experiment}",
+]
+
+
+def load_search(storage: str) -> list[str]:
+    """LOAD_SWEEP as an Optuna search with its study in `storage`: a grid over the 16
+    seeds, 4 trials at a time through joblib."""
+    return [
+        *OPTUNA,
+        "hydra/sweeper/sampler=grid",
+        f"hydra.sweeper.storage='{storage}'",
+        "hydra.sweeper.n_jobs=4",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        search_params(**{"training.seed": "range(0,16)"}),
+        *TINY,
+    ]
+
+
+def search_params(**params: str) -> str:
+    """`++hydra.sweeper.params={key:"sweep",...}` as one override (++: the params map is
+    closed to new keys)."""
+    body = ",".join(f'{key}:"{value}"' for key, value in params.items())
+    return f"++hydra.sweeper.params={{{body}}}"
+
+
+def optuna_study(storage: str, name: str = "gradient-lab"):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def trial_runs(client, experiment: str = "gradient-lab") -> dict[int, list]:
+    """MLflow runs of an experiment by the Optuna trial number they carry."""
+    found = client.get_experiment_by_name(experiment)
+    by_trial: dict[int, list] = {}
+    for run in client.search_runs([found.experiment_id], max_results=1000):
+        if "optuna_trial" in run.data.tags:
+            by_trial.setdefault(int(run.data.tags["optuna_trial"]), []).append(run)
+    return by_trial
+
+
+# --- PostgreSQL (GRADLAB_TEST_POSTGRES_URL, set by .ci/run) ------------------------------
+POSTGRES_ENV = "GRADLAB_TEST_POSTGRES_URL"
+
+
+def postgres_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+class PostgresDatabase:
+    """A fresh database in the test server, dropped at the end: MLflow and Optuna both
+    keep an `alembic_version` table, so each store gets its own database."""
+
+    def __init__(self, name: str):
+        from sqlalchemy.engine import make_url
+
+        self.admin = make_url(postgres_url())
+        self.name = name
+        self.url = self.admin.set(database=name).render_as_string(hide_password=False)
+
+    def _execute(self, statement: str) -> None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.admin, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(statement))
+        finally:
+            engine.dispose()
+
+    def __enter__(self) -> PostgresDatabase:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self._execute(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

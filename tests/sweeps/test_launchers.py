@@ -1,23 +1,35 @@
-"""Real sweeps through real launchers, each in its own process: joblib (parallel jobs,
-thread shares, faults, load on a fresh SQLite store), Ray (a local instance on
-127.0.0.1 that the launcher starts and stops), and Optuna."""
+"""Real sweeps through real launchers, each in its own process: joblib (load on a fresh
+SQLite store, thread shares, a job that fails alone: one sweep read by three tests) and
+Ray (a cluster of two nodes on this machine, one tracking server)."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from helpers.sweeps import (
     LOAD_SWEEP,
     TINY,
-    assert_load_sweep_complete,
+    TrackingServer,
     assert_run_complete,
     children,
+    free_port,
     run_cli,
     sweep_parent,
 )
 from mlflow.tracking import MlflowClient
 
+from experiments.processes import child_environment
 from experiments.sweeps.parallelism import available_cores
 
 pytestmark = pytest.mark.slow
@@ -27,113 +39,152 @@ def client_for(folder: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
 
 
-def test_parallel_jobs_share_the_cores_and_fail_alone(tmp_path):
-    missing = tmp_path / "no-such-data"
-    code, output, _ = run_cli(
-        tmp_path,
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "training.epochs=3",
-        "training.verbose=0",
-        "clipping=value",
-        "clipping.threshold=1e30",
-        # synthetic x 0.05 finishes; synthetic x 1e12 explodes; fashion_mnist raises.
-        "data=synthetic,fashion_mnist",
-        f"data.dir={missing}",
-        "optimizer.learning_rate=0.05,1e12",
-    )
-    assert code != 0, output  # the sweep reports that a job raised ...
-    client = client_for(tmp_path)
+@pytest.fixture(scope="module")
+def joblib_load(tmp_path_factory):
+    """One parallel sweep on a fresh store, which the next three tests read: the load of
+    16 short jobs, 4 at a time, plus a 17th job (seed -1) that raises once its run is
+    open (NumPy refuses a negative seed)."""
+    folder = tmp_path_factory.mktemp("joblib_load")
+    code, output, _ = run_cli(folder, *LOAD_SWEEP[:-1], "training.seed=range(-1,16)")
+    return folder, code, output
+
+
+@pytest.mark.xdist_group("joblib_load")
+def test_load_on_a_fresh_sqlite_store_loses_nothing(joblib_load):
+    folder, _, output = joblib_load
+    client = client_for(folder)
+    parent = sweep_parent(client)
+    finished = [r for r in children(client, parent) if r.info.status == "FINISHED"]
+    assert "database is locked" not in output
+    assert sorted(int(r.data.params["training.seed"]) for r in finished) == list(range(16))
+    for run in finished:
+        assert_run_complete(client, run, epochs=3)
+
+
+@pytest.mark.xdist_group("joblib_load")
+def test_a_job_that_raises_fails_alone(joblib_load):
+    folder, code, output = joblib_load
+    assert code != 0, output[-3000:]  # the sweep reports that a job raised ...
+    client = client_for(folder)
     parent = sweep_parent(client)
     runs = children(client, parent)
-    by_case = {
-        (r.data.params["data.name"], r.data.params["optimizer.learning_rate"]): r for r in runs
-    }
     # ... after every other job ran to its end.
-    assert len(runs) == 4
-    assert by_case[("synthetic", "0.05")].info.status == "FINISHED"
-    exploded = by_case[("synthetic", "1000000000000.0")]
-    assert exploded.info.status == "FAILED" and "non-finite" in exploded.data.tags["failure_reason"]
-    for lr in ("0.05", "1000000000000.0"):
-        raised = by_case[("fashion_mnist", lr)]
-        assert raised.info.status == "FAILED" and str(missing) in raised.data.tags["failure_reason"]
+    (raised,) = [r for r in runs if r.data.params["training.seed"] == "-1"]
+    assert raised.info.status == "FAILED" and "Seed" in raised.data.tags["failure_reason"]
     assert parent.info.status == "FAILED"
-    assert parent.data.metrics["children_finished"] == 1
-    assert parent.data.metrics["children_failed"] == 3
-    assert "1 finished, 3 failed" in output
+    assert parent.data.metrics["children_finished"] == 16
+    assert parent.data.metrics["children_failed"] == 1
+    assert "16 finished, 1 failed" in output
     # A sweep that ended on a raising job still gets its report (built at exit).
     assert "report/report.html" in {
         a.path for a in client.list_artifacts(parent.info.run_id, "report")
     }
 
-    # The jobs that reached training (the others stopped at the data, before TensorFlow).
-    trained = [r for r in runs if r.data.params["data.name"] == "synthetic"]
-    share = str(max(1, available_cores() // 2))
-    assert {r.data.tags["tf_intra_op_threads"] for r in trained} == {share}
-    assert {r.data.tags["tf_inter_op_threads"] for r in trained} == {share}
+
+@pytest.mark.xdist_group("joblib_load")
+def test_parallel_jobs_share_the_cores(joblib_load):
+    folder, _, _ = joblib_load
+    client = client_for(folder)
+    runs = children(client, sweep_parent(client))
+    share = str(max(1, available_cores() // 4))  # LOAD_SWEEP: n_jobs=4
+    assert {r.data.tags["tf_intra_op_threads"] for r in runs} == {share}
+    assert {r.data.tags["tf_inter_op_threads"] for r in runs} == {share}
 
 
-def test_load_on_a_fresh_sqlite_store_loses_nothing(tmp_path):
-    code, output, _ = run_cli(tmp_path, *LOAD_SWEEP)
-    assert code == 0, output[-3000:]
-    assert_load_sweep_complete(client_for(tmp_path), output)
+RAY_HOST = "127.0.0.2"
 
 
-def test_ray_launcher_lands_two_children_under_one_parent(tmp_path):
-    code, output, _ = run_cli(
-        tmp_path,
-        "-m",
-        "hydra/launcher=ray",
-        "+hydra.launcher.ray.init.num_cpus=2",
-        "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
-        "+hydra.launcher.ray.init.include_dashboard=false",
-        *TINY,
-        "training.seed=1,2",
-    )
-    assert code == 0, output[-3000:]
-    assert "Started a local Ray instance" in output
-    client = client_for(tmp_path)
-    parent = sweep_parent(client)
-    runs = children(client, parent)
-    assert sorted(r.data.params["training.seed"] for r in runs) == ["1", "2"]
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    assert parent.data.metrics["children_finished"] == 2
-    assert parent.data.tags["launcher"] == "RayLauncher"
-    assert {r.data.tags["tf_intra_op_threads"] for r in runs} == {"1"}
-    for run in runs:
-        assert_run_complete(client, run, epochs=3)
+@contextmanager
+def ray_cluster(*node_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray cluster of real nodes on this machine, as on several machines: `ray start
+    --head`, then `ray start --address` for each further node, each with its own CPUs.
+    Yields the head's address and the environment a client needs (the cluster's own
+    token: Ray 2.5x authenticates its clients); every node is stopped at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths are short
+    port = free_port()
+    # A loopback address Ray takes as it is: it swaps 127.0.0.1 for the machine's own
+    # network address, and this cluster talks over loopback only.
+    host = RAY_HOST
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    common = [f"--node-ip-address={host}", "--disable-usage-stats", "--block"]
+    commands = [
+        ["--head", f"--port={port}", f"--temp-dir={folder}", "--include-dashboard=false"],
+        *([f"--address={host}:{port}"] for _ in node_cpus[1:]),
+    ]
+    nodes = []
+    try:
+        for cpus, command in zip(node_cpus, commands, strict=True):
+            nodes.append(
+                subprocess.Popen(
+                    [str(Path(sys.executable).parent / "ray"), "start", *command, *common,
+                     f"--num-cpus={cpus}"],
+                    env=child_environment(**env),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )  # fmt: skip
+            if len(nodes) == 1:  # the head first: the other nodes join a running head
+                wait_for_nodes(f"{host}:{port}", 1, env)
+        wait_for_nodes(f"{host}:{port}", len(nodes), env)
+        yield f"{host}:{port}", env
+    finally:
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGTERM)
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_optuna_counts_an_exploding_trial_as_the_worst(tmp_path):
-    import yaml
+def wait_for_nodes(address: str, count: int, env: dict[str, str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "ray"), "status", f"--address={address}"],
+            capture_output=True, text=True, env=child_environment(**env),
+        )  # fmt: skip
+        status = done.stdout
+        if done.returncode == 0 and status.count("node_") >= count:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the Ray cluster did not reach {count} nodes:\n{status}")
 
-    code, output, _ = run_cli(
-        tmp_path,
-        "hparams_search=optuna",
-        "hydra/sweeper/sampler=grid",
-        # Two trials: one learns, one explodes (value clipping at 1e30 clips nothing).
-        'hydra.sweeper.params={optimizer.learning_rate:"choice(0.05,1e12)",'
-        'clipping.threshold:"choice(1e30)",init:"choice(he_normal)"}',
-        "clipping=value",
-        "model=mlp",
-        *(o for o in TINY if not o.startswith("optimizer.learning_rate=")),
-    )
-    assert code == 0, output[-3000:]
-    # The sweeper's own words for a trial it marks failed (None, NaN, or an exception).
-    assert "Failed experiment" not in output
-    client = client_for(tmp_path)
-    parent = sweep_parent(client)
-    runs = children(client, parent)
-    status = {r.data.params["optimizer.learning_rate"]: r.info.status for r in runs}
-    assert status == {"0.05": "FINISHED", "1000000000000.0": "FAILED"}
 
-    sweep_dir = Path(parent.data.tags["sweep_dir"])
-    if not sweep_dir.is_absolute():
-        sweep_dir = tmp_path / sweep_dir
-    result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert result["best_params"]["optimizer.learning_rate"] == 0.05
-    finished = next(r for r in runs if r.info.status == "FINISHED")
-    assert result["best_value"] == pytest.approx(finished.data.metrics["val_accuracy"])
-    assert parent.data.metrics["best_value"] == pytest.approx(result["best_value"])
-    assert parent.data.tags["best.optimizer.learning_rate"] == "0.05"
+def test_ray_jobs_land_on_both_nodes_of_a_cluster_and_in_one_server(tmp_path):
+    server = TrackingServer.start(tmp_path / "server")
+    with ray_cluster(1, 1) as (address, ray_env):
+        try:
+            code, output, _ = run_cli(
+                tmp_path,
+                "-m",
+                "hydra/launcher=ray",
+                f"hydra.launcher.ray.init.address={address}",
+                f"+hydra.launcher.ray.init._node_ip_address={RAY_HOST}",
+                # The launcher sets a size for a Ray it starts itself, which Ray refuses
+                # when it joins a running cluster: null keeps the cluster's own.
+                "+hydra.launcher.ray.init.object_store_memory=null",
+                "tracking=server",
+                f"tracking.uri={server.uri}",
+                *TINY,
+                "training.seed=1,2",
+                **ray_env,
+            )
+            assert code == 0, output[-3000:]
+            client = MlflowClient(server.uri)
+            parent = sweep_parent(client)
+            runs = children(client, parent)
+            assert sorted(r.data.params["training.seed"] for r in runs) == ["1", "2"]
+            assert {r.info.status for r in runs} == {"FINISHED"}
+            # One job on each node: each has one CPU, each job reserves one.
+            assert len({r.data.tags["ray_node"] for r in runs}) == 2
+            assert parent.data.metrics["children_finished"] == 2
+            assert parent.data.tags["launcher"] == "RayLauncher"
+            assert {r.data.tags["tf_intra_op_threads"] for r in runs} == {"1"}
+            for run in runs:
+                assert_run_complete(client, run, epochs=3)
+        finally:
+            server.stop()
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store

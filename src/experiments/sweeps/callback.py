@@ -109,6 +109,17 @@ class MlflowSweepCallback(Callback):
             self.recorder.log_metrics({"best_value": float(found.best_value)})
             best = {f"best.{k}": str(v) for k, v in (found.get("best_params") or {}).items()}
             self.recorder.set_tags(best)
+        self._log_study(found, results.parent / "search")
+
+    def _log_study(self, found: DictConfig, figures: Path) -> None:
+        """The Optuna study behind the search: its name, best trial and figures."""
+        if found.get("study_name") is not None:
+            tags = {"optuna_study": found.study_name, "optuna_storage": found.storage}
+            if found.get("best_trial") is not None:
+                tags["best_trial"] = found.best_trial
+            self.recorder.set_tags(tags)
+        for figure in sorted(figures.glob("*.png")) if figures.is_dir() else []:
+            self.recorder.log_artifact(figure, "search")
 
     def _end(self, status: str) -> None:
         if self.recorder is None or self._ended:
@@ -127,7 +138,9 @@ class MlflowSweepCallback(Callback):
             "sweep parent run %s ended %s: %s",
             self.recorder.run_id,
             status,
-            ", ".join(f"{n} {k.lower()}" for k, n in counts.items() if n or k != "RUNNING"),
+            ", ".join(
+                f"{n} {k.lower()}" for k, n in counts.items() if n or k not in ("RUNNING", "PRUNED")
+            ),
         )
 
     def _log_report(self) -> None:
@@ -138,7 +151,9 @@ class MlflowSweepCallback(Callback):
         log_sweep_report(self.recorder.client, self.recorder.run_id, self.sweep_dir / "report")
 
     def child_counts(self) -> dict[str, int]:
-        """Children by status, and jobs skipped because their config had FINISHED before."""
+        """Children by status (pruned Optuna trials apart from other KILLED runs), and
+        jobs skipped because their config had FINISHED before."""
+        from experiments.sweeps.trial import count_key
         from experiments.tracking import resume
 
         client, run_id = self.recorder.client, self.recorder.run_id
@@ -148,8 +163,9 @@ class MlflowSweepCallback(Callback):
             filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
             max_results=50000,
         )
-        counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0, "RUNNING": 0}
+        counts = {"FINISHED": 0, "FAILED": 0, "KILLED": 0, "PRUNED": 0, "RUNNING": 0}
         for child in children:
-            counts[child.info.status] = counts.get(child.info.status, 0) + 1
+            key = count_key(child)
+            counts[key] = counts.get(key, 0) + 1
         counts["SKIPPED"] = resume.skipped_count(parent)
         return counts

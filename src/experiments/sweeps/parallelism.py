@@ -89,3 +89,14 @@ def start_tensorflow(threads: int | None) -> dict[str, str]:
         "tf_intra_op_threads": str(tf.config.threading.get_intra_op_parallelism_threads()),
         "tf_inter_op_threads": str(tf.config.threading.get_inter_op_parallelism_threads()),
     }
+
+
+def placement_tags() -> dict[str, str]:
+    """Where a job runs beyond its host: the Ray node of a job the Ray launcher placed
+    (several nodes may share a host, as a test cluster on one machine does)."""
+    import sys
+
+    ray = sys.modules.get("ray")  # imported by the launcher's worker, never here
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {"ray_node": ray.get_runtime_context().get_node_id()}
