@@ -123,7 +123,8 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> float | None:
         client,
         experiment_id,
         run_name(job.choices, job.overrides),
-        _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR)),
+        _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR))
+        | {resume.GROUP_TAG: resume.group_hash(resolved)},
         job.output_dir,
         job.parent_run_id,
     )
