@@ -88,6 +88,21 @@ def test_the_most_severe_condition_wins_whenever_it_appeared():
     assert verdict.SEVERITY.index("diverged") < verdict.SEVERITY.index("exploding")
 
 
+def test_a_condition_that_passed_is_named_but_is_not_the_verdict():
+    # As the 100-layer SELU net on the real data: depth_ratio 26 at initialization, 1.2
+    # to 1.4 from the first epoch on.
+    found = verdict.judge(record([falling(2.5)] + [FLAT] * 5))
+    assert found.health == verdict.HEALTHY
+    assert "passed: exploding at 1 probe step (depth_ratio 39 at epoch 0" in found.reason
+
+
+def test_a_condition_that_held_at_most_steps_counts_even_if_it_ended():
+    found = verdict.judge(record([falling(0.3)] * 3 + [FLAT]))
+    assert (found.health, found.epoch) == (verdict.VANISHING, 0)
+    assert found.reason.endswith("held at 3 of 4 probe steps")
+    assert verdict.judge(record([falling(0.3)] * 2 + [FLAT] * 2)).health == verdict.HEALTHY
+
+
 def test_a_non_finite_loss_is_diverged_with_or_without_diagnostics():
     failure = {"epoch": 2, "step": 7, "where": "forward", "layer": 4, "reason": "x"}
     found = verdict.judge(record([falling(0.05)], failure=failure), 2, "non-finite loss at 2")

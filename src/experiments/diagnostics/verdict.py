@@ -12,8 +12,10 @@
     diverged    training stopped on a non-finite loss
     unknown     no diagnostics were recorded and the loss stayed finite: nothing to judge
 
-When several hold, the most severe wins, in the order above from `diverged` down (see
-`SEVERITY`); `gradient_health_epoch` is the first probe step at which it held and
+A condition counts when it lasted: it held at the last probe step or at more than half
+of them; one that passed is named in the reason only. When several count, the most
+severe wins, in the order above from `diverged` down (see `SEVERITY`);
+`gradient_health_epoch` is the first probe step at which it held and
 `gradient_health_layer` the hidden block it names. The thresholds (`THRESHOLDS`) are
 grounded in the paper tests (tests/diagnostics/test_papers.py; docs/diagnostics.md gives
 the measured values). NumPy only: the report and the run lifecycle read it without
@@ -23,7 +25,7 @@ TensorFlow.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -91,7 +93,12 @@ def judge(
     thresholds: Thresholds = THRESHOLDS,
 ) -> Verdict:
     """The verdict on one run from its diagnostics (None: none recorded) and, when
-    training stopped on a non-finite value, the epoch and reason it stopped with."""
+    training stopped on a non-finite value, the epoch and reason it stopped with.
+
+    A condition is the run's when it lasted: it held at the last probe step or at more
+    than half of them. One that passed (the 100-layer SELU net's gradient, 26 times larger
+    at the input at initialization and even after one epoch) is named in the reason of
+    the verdict the run gets instead."""
     if failed_epoch is not None:
         return _stopped(record, failed_epoch, failure_reason or "non-finite value")
     if record is None or not record.epochs:
@@ -99,11 +106,37 @@ def judge(
             "no gradient diagnostics recorded (diagnostics.enabled=false) and the loss "
             "stayed finite"
         )
+    steps = len(record.epochs)
     found = _conditions(record, thresholds)
+    lasting = {
+        health: held
+        for health, held in found.items()
+        if held.epochs[-1] == record.epochs[-1] or 2 * len(held.epochs) > steps
+    }
+    passed = [held for health, held in found.items() if health not in lasting]
     for health in SEVERITY:
-        if health in found:
-            return found[health]
-    return _healthy(record, thresholds)
+        if health in lasting:
+            held = lasting[health]
+            reason = f"{held.first.reason}; held at {len(held.epochs)} of {steps} probe steps"
+            return replace(held.first, reason=_with_passed(reason, passed))
+    return _healthy(record, thresholds, passed)
+
+
+@dataclass
+class _Held:
+    """A condition's verdict at the first probe step where it held, and every such step."""
+
+    first: Verdict
+    epochs: list[int]
+
+
+def _with_passed(reason: str, passed: list[_Held]) -> str:
+    for held in passed:
+        reason += (
+            f"; passed: {held.first.health} at {len(held.epochs)} probe step"
+            f"{'s' if len(held.epochs) > 1 else ''} ({held.first.reason})"
+        )
+    return reason
 
 
 def _stopped(record: DiagnosticsRecord | None, epoch: int, reason: str) -> Verdict:
@@ -116,64 +149,71 @@ def _stopped(record: DiagnosticsRecord | None, epoch: int, reason: str) -> Verdi
     return Verdict(DIVERGED, reason, layer, epoch)
 
 
-def _conditions(record: DiagnosticsRecord, t: Thresholds) -> dict[str, Verdict]:
-    """The first probe step at which each condition held."""
-    found: dict[str, Verdict] = {}
-    names = record.layer_names
+def _conditions(record: DiagnosticsRecord, t: Thresholds) -> dict[str, _Held]:
+    """Each condition with the probe steps at which it held."""
+    found: dict[str, _Held] = {}
     signal = record.matrix("grad/signal_std")
-    dead = record.matrix("act/dead_frac")
-    saturated = record.matrix("act/saturated_frac")
+    units = (
+        (DYING, record.matrix("act/dead_frac"), t.dead_frac,
+         "units dead (s <= 0 on every probe image)"),
+        (SATURATING, record.matrix("act/saturated_frac"), t.saturated_frac,
+         "outputs saturated"),
+    )  # fmt: skip
     for i, epoch in enumerate(record.epochs):
+        held = []
         if signal is not None and i < len(signal):
-            _depth_conditions(found, signal[i], names, epoch, t)
-        for health, matrix, limit, words in (
-            (DYING, dead, t.dead_frac, "units dead (s <= 0 on every probe image)"),
-            (SATURATING, saturated, t.saturated_frac, "outputs saturated"),
-        ):
-            if health in found or matrix is None or i >= len(matrix):
-                continue
-            row = np.where(np.isfinite(matrix[i]), matrix[i], -1.0)
-            worst = int(np.argmax(row))
-            if row[worst] >= limit:
-                found[health] = Verdict(
-                    health,
-                    f"{row[worst]:.0%} of {names[worst]}'s {words} at epoch {epoch} "
-                    f"(threshold {limit:.0%})",
-                    names[worst],
-                    epoch,
-                )
+            held += _depth_conditions(signal[i], record.layer_names, epoch, t)
+        for health, matrix, limit, words in units:
+            if matrix is not None and i < len(matrix):
+                held += _unit_condition(health, matrix[i], limit, words, record, epoch)
+        for verdict in held:
+            found.setdefault(verdict.health, _Held(verdict, [])).epochs.append(epoch)
     return found
 
 
+def _unit_condition(
+    health: str, row: np.ndarray, limit: float, words: str, record: DiagnosticsRecord, epoch: int
+) -> list[Verdict]:
+    """Dead or saturated units beyond the limit in some layer: the worst layer."""
+    row = np.where(np.isfinite(row), row, -1.0)
+    worst = int(np.argmax(row))
+    if row[worst] < limit:
+        return []
+    name = record.layer_names[worst]
+    reason = f"{row[worst]:.0%} of {name}'s {words} at epoch {epoch} (threshold {limit:.0%})"
+    return [Verdict(health, reason, name, epoch)]
+
+
 def _depth_conditions(
-    found: dict[str, Verdict], signal: np.ndarray, names: list[str], epoch: int, t: Thresholds
-) -> None:
+    signal: np.ndarray, names: list[str], epoch: int, t: Thresholds
+) -> list[Verdict]:
     """depth_ratio (first block's signal std over the last's) out of [vanishing,
     exploding]; the layer named is the one nearest the output whose signal is already
-    beyond the threshold, relative to the last block's."""
+    beyond the threshold, relative to the last block's. Steps with non-finite values
+    are skipped."""
     last = signal[-1]
     if not (np.all(np.isfinite(signal)) and last > 0):
-        return
+        return []
     relative = signal / last
     ratio = float(relative[0])
+    found = []
     for health, beyond, limit, words in (
         (VANISHING, relative < t.vanishing_ratio, t.vanishing_ratio, "below"),
         (EXPLODING, relative > t.exploding_ratio, t.exploding_ratio, "above"),
     ):
-        if health in found or not beyond[0]:
+        if not beyond[0]:
             continue
         layer = names[int(np.nonzero(beyond)[0].max())]
-        found[health] = Verdict(
-            health,
+        reason = (
             f"depth_ratio {ratio:.2g} at epoch {epoch} (threshold {limit:g}): the gradient "
             f"signal std of {names[0]} is {ratio:.2g} times that of {names[-1]}; "
-            f"{layer} is the block nearest the output {words} {limit:g} times it",
-            layer,
-            epoch,
+            f"{layer} is the block nearest the output {words} {limit:g} times it"
         )
+        found.append(Verdict(health, reason, layer, epoch))
+    return found
 
 
-def _healthy(record: DiagnosticsRecord, t: Thresholds) -> Verdict:
+def _healthy(record: DiagnosticsRecord, t: Thresholds, passed: list[_Held]) -> Verdict:
     ratios = [r for r in record.depth_ratio if math.isfinite(r)]
     parts = []
     if ratios:
@@ -188,7 +228,7 @@ def _healthy(record: DiagnosticsRecord, t: Thresholds) -> Verdict:
         values = record.matrix(stat)
         if values is not None and np.isfinite(values).any():
             parts.append(f"at most {np.nanmax(values):.0%} {words} in a layer (< {limit:.0%})")
-    return Verdict(HEALTHY, "; ".join(parts) or "no condition held")
+    return Verdict(HEALTHY, _with_passed("; ".join(parts) or "no condition held", passed))
 
 
 def combine(verdicts: dict[str, Verdict]) -> Verdict:

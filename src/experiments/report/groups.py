@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import combinations
 
 import numpy as np
@@ -143,7 +144,7 @@ class Comparison:
     def significant(self) -> bool:
         return self.p_adjusted < statistics.ALPHA
 
-    @property
+    @cached_property
     def seeds_needed(self) -> int | None:
         return statistics.seeds_needed(self.test.effect, self.test.paired)
 
