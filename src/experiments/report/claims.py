@@ -38,11 +38,14 @@ def comparison_line(c: Comparison) -> str:
     t = c.test
     numbers = (
         f"{_interval(t.ci_low, t.ci_high)}; {t.name}, p = {_p(t.p_value)}, Holm-adjusted "
-        f"{_p(c.p_adjusted)}; n = {t.n_a} vs {t.n_b}"
+        f"{_p(c.p_adjusted)}"
     )
     if c.significant:
         winner, loser = (c.a, c.b) if t.diff > 0 else (c.b, c.a)
-        return f"{winner} beats {loser} on {c.metric} by {number(abs(t.diff))} ({numbers})."
+        return (
+            f"{winner} beats {loser} on {c.metric} by {number(abs(t.diff))} ({numbers}; "
+            f"n = {t.n_a} vs {t.n_b})."
+        )
     line = (
         f"{c.a} vs {c.b} on {c.metric}: no detectable difference at n = {t.n_a} vs {t.n_b} "
         f"(difference {number(t.diff)}, {numbers})"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.diagnostics.verdict import THRESHOLDS
 from experiments.report.data import RunSummary
 
 ABSENT = "—"
@@ -280,10 +281,11 @@ def _gradient_lines(runs: list[RunSummary], factors: list[Factor]) -> list[str]:
     )
     if len(at_init) > 1:
         _, ratio, run = at_init[-1]
-        trend = "vanishing" if ratio < 1 else "exploding"
-        line += f", farthest in {run_label(run, factors)} ({ratio:.3g}: {trend} gradients)"
+        trend = "shrinks towards the input" if ratio < 1 else "grows towards the input"
+        line += f", farthest in {run_label(run, factors)} ({ratio:.3g}: the gradient {trend})"
+    t = THRESHOLDS
     return [
         line + ".",
-        "Far below 1, the gradient shrinks on its way back to the first layers (vanishing); "
-        "far above 1, it grows (exploding).",
+        f"Below {t.vanishing_ratio:g}, the gradient has vanished on its way back to the first "
+        f"layers; above {t.exploding_ratio:g}, it has exploded (the gradient_health verdict).",
     ]
