@@ -10,6 +10,7 @@ import pytest
 
 from experiments.report import claims, compare, groups, statistics
 from experiments.report.data import RunSummary
+from experiments.report.text import number
 
 SEEDS = (1, 2, 3, 4)
 
@@ -130,6 +131,12 @@ def test_every_comparison_is_said_as_its_row_decides():
         assert len(said) == 1, row
         assert said[0].startswith(beats if row["significant"] else none)
         assert f"Holm-adjusted {claims._p(row['p_adjusted'])}" in said[0]
+        # A claim's interval is of winner minus loser: above 0 when significant.
+        low, high = row["ci_low"], row["ci_high"]
+        if row["significant"] and row["diff"] < 0:
+            low, high = -high, -low
+        assert f"95% CI {number(low)} to {number(high)}" in said[0]
+        assert not row["significant"] or low > 0
     assert sum(" beats " in line for line in lines) == sum(r["significant"] for r in rows)
 
 
@@ -236,3 +243,13 @@ def test_the_health_line_counts_verdicts_and_names_where_they_are_not_healthy():
     assert claims.health_line(stats) == (
         "Gradient health (tag gradient_health), runs: vanishing 3 (sigmoid: 3 of 4), healthy 9."
     )
+
+
+def test_a_claim_names_the_winner_first_with_the_interval_of_its_lead():
+    """The pair's order follows the sweep (sigmoid first here), the claim the result."""
+    runs = make_runs({("sigmoid", "he"): 0.70, ("relu", "he"): 0.86})
+    stats, lines = analyse(runs)
+    row = next(c for c in stats.comparisons if c.metric == "val_accuracy")
+    assert (row.a, row.b) == ("sigmoid", "relu") and row.test.diff < 0 and row.significant
+    line = next(line for line in lines if line.startswith("relu beats sigmoid on val_accuracy"))
+    assert f"95% CI {number(-row.test.ci_high)} to {number(-row.test.ci_low)}" in line

@@ -36,16 +36,16 @@ def _p(value: float) -> str:
 
 def comparison_line(c: Comparison) -> str:
     t = c.test
-    numbers = (
-        f"{_interval(t.ci_low, t.ci_high)}; {t.name}, p = {_p(t.p_value)}, Holm-adjusted "
-        f"{_p(c.p_adjusted)}"
-    )
+    tested = f"{t.name}, p = {_p(t.p_value)}, Holm-adjusted {_p(c.p_adjusted)}"
     if c.significant:
+        # Winner first, and the interval of winner minus loser.
         winner, loser = (c.a, c.b) if t.diff > 0 else (c.b, c.a)
+        low, high = (t.ci_low, t.ci_high) if t.diff > 0 else (-t.ci_high, -t.ci_low)
         return (
-            f"{winner} beats {loser} on {c.metric} by {number(abs(t.diff))} ({numbers}; "
-            f"n = {t.n_a} vs {t.n_b})."
+            f"{winner} beats {loser} on {c.metric} by {number(abs(t.diff))} "
+            f"({_interval(low, high)}; {tested}; n = {t.n_a} vs {t.n_b})."
         )
+    numbers = f"{_interval(t.ci_low, t.ci_high)}; {tested}"
     line = (
         f"{c.a} vs {c.b} on {c.metric}: no detectable difference at n = {t.n_a} vs {t.n_b} "
         f"(difference {number(t.diff)}, {numbers})"
