@@ -50,10 +50,10 @@ REASON_CHARS = 500
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Measured at initialization (seeds 0-4, tests/diagnostics/test_papers.py):
+    """Measured at initialization (seeds 0-4, `python -m benchmarks.run_all verdict`):
     depth_ratio 3.9e-4 to 4.1e-4 for Glorot & Bengio's 5-layer sigmoid net with the
-    standard init, 2.6e-5 to 5.0e-5 for a 30-layer ReLU net with Glorot init; 0.56 to
-    1.9 for He-initialized 5- and 30-layer ReLU nets and 0.18 to 2.1 for the 100-layer
+    standard init, 2.6e-5 to 6.1e-5 for a 30-layer ReLU net with Glorot init; 0.61 to
+    1.7 for He-initialized 5- and 30-layer ReLU nets and 0.18 to 2.0 for the 100-layer
     one, whose layers have up to 58% dead units (30 layers: up to 46%)."""
 
     vanishing_ratio: float = 0.1
