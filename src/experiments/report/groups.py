@@ -129,6 +129,13 @@ def health_order(health: str) -> int:
     return verdict.SEVERITY.index(health) if health in verdict.SEVERITY else len(verdict.SEVERITY)
 
 
+GROUP_COLUMNS = ("group", "n", "metric", "mean", "std", "ci_low", "ci_high")
+COMPARISON_COLUMNS = (
+    "a", "b", "factor", "metric", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",
+    "significant",
+)  # fmt: skip
+
+
 @dataclass
 class Comparison:
     """Configuration a against b (their labels) on one metric, differing in one factor."""
@@ -161,43 +168,35 @@ class Statistics:
         return any(s.n >= 2 for g in self.groups for s in g.summaries.values())
 
     def group_rows(self) -> list[dict[str, object]]:
+        """groups.csv: one row per configuration and metric."""
         return [
-            {
-                "group": g.label,
-                "n": s.n,
-                "metric": metric,
-                "mean": s.mean,
-                "std": s.std,
-                "ci_low": s.ci_low,
-                "ci_high": s.ci_high,
-            }  # fmt: skip
+            _row(GROUP_COLUMNS, g.label, s.n, metric, s.mean, s.std, s.ci_low, s.ci_high)
             for g in self.groups
             for metric, s in g.summaries.items()
         ]
 
     def comparison_rows(self) -> list[dict[str, object]]:
+        """comparisons.csv: one row per comparison."""
         return [
-            {
-                "a": c.a,
-                "b": c.b,
-                "factor": c.factor,
-                "metric": c.metric,
-                "diff": c.test.diff,
-                "ci_low": c.test.ci_low,
-                "ci_high": c.test.ci_high,
-                "p_value": c.test.p_value,
-                "p_adjusted": c.p_adjusted,
-                "significant": c.significant,
-            }  # fmt: skip
+            _row(
+                COMPARISON_COLUMNS,
+                c.a,
+                c.b,
+                c.factor,
+                c.metric,
+                c.test.diff,
+                c.test.ci_low,
+                c.test.ci_high,
+                c.test.p_value,
+                c.p_adjusted,
+                c.significant,
+            )
             for c in self.comparisons
         ]
 
 
-GROUP_COLUMNS = ("group", "n", "metric", "mean", "std", "ci_low", "ci_high")
-COMPARISON_COLUMNS = (
-    "a", "b", "factor", "metric", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",
-    "significant",
-)  # fmt: skip
+def _row(columns: tuple[str, ...], *values: object) -> dict[str, object]:
+    return dict(zip(columns, values, strict=True))
 
 
 def find_groups(runs: list[RunSummary], factors: list[Factor]) -> list[Group]:
@@ -258,7 +257,7 @@ def compare_groups(groups: list[Group], factors: list[Factor]) -> list[Compariso
                     "transfer",
                     "test_accuracy",
                     test,
-                )  # fmt: skip
+                )
             )
     adjusted = statistics.holm([c.test.p_value for c in found])
     for comparison, p in zip(found, adjusted, strict=True):
