@@ -17,6 +17,10 @@ REPORT_ARGS ?=
 STUDY_PRESETS := leaky_relu,prelu,elu,selu_deep,relu_deep,batchnorm_after,batchnorm_before,clip_value,clip_norm,transfer
 STUDY_EPOCHS ?=
 STUDY_ARGS ?=
+# STUDY_SEEDS=5 (or SEEDS=5) runs every study over seeds 42..46 in the same sweep; the
+# report then compares configurations with intervals (docs/report.md: what N buys).
+SEEDS ?= 1
+STUDY_SEEDS ?= $(SEEDS)
 # `make server`: a shared MLflow tracking server (runs: tracking=server). Loopback only
 # unless SERVER_HOST says otherwise, and then only with SERVER_AUTH=basic (MLflow's
 # basic-auth app; admin from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD);
@@ -46,9 +50,13 @@ train: setup
 # Runs land in experiment notebook-study; the page: multirun/study/report/report.html (and
 # on the sweep's parent run). Re-running skips the studies that already finished.
 study: setup
+	@case '$(STUDY_SEEDS)' in ''|0*|*[!0-9]*) echo "error: STUDY_SEEDS=$(STUDY_SEEDS): \
+	a number of seeds, 1 or more, is allowed" >&2; exit 2;; esac
 	$(BIN)/python -m experiments.train -m experiment=$(STUDY_PRESETS) \
 		tracking.experiment=notebook-study hydra.sweep.dir=multirun/study \
-		$(if $(STUDY_EPOCHS),training.epochs=$(STUDY_EPOCHS)) $(STUDY_ARGS)
+		$(if $(STUDY_EPOCHS),training.epochs=$(STUDY_EPOCHS)) \
+		$(if $(filter-out 1,$(STUDY_SEEDS)),'training.seed=range(42,$(shell \
+		expr 42 + $(STUDY_SEEDS) 2>/dev/null))') $(STUDY_ARGS)
 
 # Tests run on every core (pytest-xdist); tests that share one end-to-end sweep run on
 # the same worker (xdist_group), so it is made once.

@@ -137,7 +137,9 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
             client,
             experiment_id,
             run_name(job.choices, job.overrides),
-            _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR)) | process_tags(),
+            _job_tags(cfg, job, digest, store.git_commit(PROJECT_DIR))
+            | {resume.GROUP_TAG: resume.group_hash(resolved)}
+            | process_tags(),
             job.output_dir,
             job.parent_run_id,
             description=describe(job.choices, job.overrides),

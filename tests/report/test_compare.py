@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from experiments.diagnostics.record import DiagnosticsRecord
-from experiments.report import compare, figures
+from experiments.report import claims, compare, figures, groups
 from experiments.report.data import RunSummary
 
 
@@ -99,14 +99,16 @@ def test_the_factor_that_changed_accuracy_most_comes_first():
     assert styles.of(runs[0]).color == styles.of(runs[2]).color  # both sigmoid
 
 
-def test_a_failed_run_never_wins_and_is_named_with_its_reason():
+def test_a_failed_run_never_counts_and_is_named_with_its_reason():
     runs = [
         make_run(0, {"init": "a"}, val_accuracy=0.7),
         make_run(1, {"init": "b"}, val_accuracy=0.99, status="FAILED"),
     ]
     runs[1].tags["failure_reason"] = "non-finite loss"
-    lines = compare.summary_lines(runs, compare.find_differences(runs))
-    assert any(line.startswith("Best on val_accuracy: a ") for line in lines)
+    differences = compare.find_differences(runs)
+    stats = groups.group_statistics(runs, differences.factors)
+    lines = compare.summary_lines(runs, differences, claims.lines(stats))
+    assert "Final val_accuracy, one run each (not a ranking): a 0.7000." in lines
     assert "FAILED: b: non-finite loss" in lines
 
 

@@ -7,7 +7,7 @@ import pytest
 from helpers.compose import compose
 from helpers.sweeps import EXPLODING, TINY, children
 
-from experiments.tracking.resume import SKIPPED_TAG_PREFIX, config_hash
+from experiments.tracking.resume import SKIPPED_TAG_PREFIX, config_hash, group_hash
 
 
 def digest(*overrides: str) -> str:
@@ -34,6 +34,14 @@ def test_the_digest_follows_what_does_change_results():
         digest("data=fashion_mnist"),
     }
     assert base not in others and len(others) == 6
+
+
+def test_the_group_digest_is_the_digest_without_the_seed():
+    """Runs that differ only by their seed are one configuration (tag group_hash)."""
+    base = compose(["data=synthetic"])
+    assert group_hash(compose(["data=synthetic", "training.seed=7"])) == group_hash(base)
+    assert group_hash(compose(["data=synthetic", "activation=elu"])) != group_hash(base)
+    assert group_hash(base) != config_hash(base)
 
 
 def parents(workspace):

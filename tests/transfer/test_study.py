@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pytest
 from helpers.workspace import Workspace
 
+from experiments.diagnostics import verdict
+
 FREEZE, FINETUNE, BASELINE = 2, 3, 4
 REGISTERED = "fashion_model_a"
 STUDY = [
@@ -63,6 +65,21 @@ def test_one_study_run_with_three_nested_runs(done):
     assert len(done.ws.runs()) == 4
     assert done.study.data.params["transfer.freeze_epochs"] == str(FREEZE)
     assert done.study.data.params["task_a.classes"] == "[0, 1, 2, 3, 4, 7, 8, 9]"
+
+
+def test_each_nested_run_is_its_phases_configuration_and_has_a_verdict(done):
+    """Seeds of one study group by phase (`group_hash` = the study's and the phase); each
+    nested run gets its gradient verdict, the study run the most severe of them."""
+    study_group = done.study.data.tags["group_hash"]
+    for name, child in done.children.items():
+        assert child.data.tags["group_hash"] == f"{study_group}/{name}"
+        assert child.data.tags["gradient_health"] in ("healthy", "vanishing", "dying")
+    worst = min(
+        (c.data.tags["gradient_health"] for c in done.children.values()),
+        key=verdict.SEVERITY.index,
+    )
+    assert done.study.data.tags["gradient_health"] == worst
+    assert done.study.data.tags["gradient_health_reason"].split(":")[0] in done.children
 
 
 def test_b_on_a_steps_run_on_across_the_phase_change(done):
@@ -278,6 +295,11 @@ def test_an_exploding_phase_ends_the_study_failed_saying_which(done):
     assert study.data.tags["failure_reason"].startswith("pretrain_A: non-finite")
     assert study.data.tags["failed_phase"] == "pretrain_A"
     assert list(children) == ["pretrain_A"]  # nothing trains on top of a broken model A
+    # The gradient norm overflowed while the loss was still finite: exploding.
+    tags = children["pretrain_A"].data.tags
+    assert (tags["gradient_health"], tags["gradient_health_layer"]) == ("exploding", "hidden_02")
+    assert study.data.tags["gradient_health"] == "exploding"
+    assert study.data.tags["gradient_health_reason"].startswith("pretrain_A: non-finite")
     assert children["pretrain_A"].info.status == "FAILED"
     assert "model" not in {
         a.path for a in done.ws.client().list_artifacts(children["pretrain_A"].info.run_id)

@@ -7,9 +7,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.report import compare, figures
+from experiments.report import claims, compare, figures
 from experiments.report import html as page
 from experiments.report.data import ReportError, RunSummary, Selection, select_runs
+from experiments.report.groups import (
+    COMPARISON_COLUMNS,
+    GROUP_COLUMNS,
+    Statistics,
+    group_statistics,
+)
 
 log = logging.getLogger(__name__)
 SWEEP_REPORT_ARTIFACTS = "report"
@@ -23,20 +29,29 @@ class Report:
     matrices: dict[str, compare.Matrix]
     lines: list[str]
     runs: list[RunSummary]
+    statistics: Statistics
+    groups_csv: Path
+    comparisons_csv: Path
 
 
 def build_report(selection: Selection, out_dir: Path, title: str | None = None) -> Report:
-    """Figures, runs.csv and report.html of the selected runs, written into out_dir."""
+    """Figures, runs.csv, groups.csv, comparisons.csv and report.html of the selected
+    runs, written into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = selection.runs
     differences = compare.find_differences(runs)
     factors = differences.factors
     styles = figures.RunStyles(runs, factors)
+    stats = group_statistics(runs, factors)
     notes: list[str] = []
 
     written = {
         "learning_curves": figures.learning_curves(runs, styles, out_dir / "learning_curves.png")
     }
+    if any(len(g.runs) > 1 for g in stats.groups):
+        written["group_curves"] = figures.group_curves(
+            stats.groups, styles, out_dir / "group_curves.png"
+        )
     if any(run.diagnostics for run in runs):
         written["depth_profiles"] = figures.depth_profiles(
             runs, styles, out_dir / "depth_profiles.png"
@@ -61,7 +76,12 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
 
     cols = page.columns(runs, factors)
     csv_path = page.write_csv(runs, cols, out_dir / "runs.csv")
-    lines = compare.summary_lines(runs, differences)
+    groups_csv = page.write_rows(out_dir / "groups.csv", GROUP_COLUMNS, stats.group_rows())
+    comparisons_csv = page.write_rows(
+        out_dir / "comparisons.csv", COMPARISON_COLUMNS, stats.comparison_rows()
+    )
+    said = claims.lines(stats) + [claims.health_line(stats)]
+    lines = compare.summary_lines(runs, differences, [line for line in said if line])
     html = page.write_page(
         out_dir / "report.html",
         title or f"Report: {selection.experiment}",
@@ -73,8 +93,11 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
         cols,
         notes,
         styles.describe(),
+        stats,
     )
-    return Report(html, csv_path, written, matrices, lines, runs)
+    return Report(
+        html, csv_path, written, matrices, lines, runs, stats, groups_csv, comparisons_csv
+    )
 
 
 def log_sweep_report(client, parent_run_id: str, out_dir: Path) -> Path | None:

@@ -15,12 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.diagnostics.verdict import THRESHOLDS
 from experiments.report.data import RunSummary
-from experiments.report.text import number
 
 ABSENT = "—"
-# Params that describe where a run went or that Keras derives from the optimizer choice.
-IGNORED_PARAM_PREFIXES = ("tracking.", "optimizer_config.", "data.dir", "training.verbose")
+# Params that describe where a run went or that Keras derives from the optimizer choice;
+# and the seed, which is not a factor but the repeats of a configuration (report.groups).
+IGNORED_PARAM_PREFIXES = (
+    "tracking.",
+    "optimizer_config.",
+    "data.dir",
+    "training.verbose",
+    "training.seed",
+)
 GROUP_ORDER = (
     "experiment",
     "data",
@@ -205,8 +212,12 @@ def matrices(runs: list[RunSummary], factors: list[Factor]) -> dict[str, Matrix]
     return found
 
 
-def summary_lines(runs: list[RunSummary], differences: Differences) -> list[str]:
-    """The page's first lines: what differs, what won, what failed, what the gradients did."""
+def summary_lines(
+    runs: list[RunSummary], differences: Differences, claims: list[str] | None = None
+) -> list[str]:
+    """The page's first lines: what differs, then the claims about configurations (see
+    report.claims: what won, as far as the seeds tell), what the gradients did, what
+    failed."""
     factors = differences.factors
     failed = [run for run in runs if run.failed]
     lines = [f"{len(runs)} runs: {len(runs) - len(failed)} finished, {len(failed)} did not."]
@@ -224,23 +235,7 @@ def summary_lines(runs: list[RunSummary], differences: Differences) -> list[str]
     else:
         lines.append("They share every config choice and param (repeats of one setting).")
 
-    ranked = sorted((r for r in runs if val_accuracy(r) is not None), key=val_accuracy)
-    if ranked:
-        best = ranked[-1]
-        test = best.metrics.get("test_accuracy")
-        lines.append(
-            f"Best on val_accuracy: {run_label(best, factors)} (run {best.name!r}) with "
-            f"{number(val_accuracy(best))}"
-            + (f", test_accuracy {number(test)}" if test is not None else "")
-            + "."
-        )
-        if len(ranked) > 1:
-            worst = ranked[0]
-            lines.append(
-                f"Worst that finished: {run_label(worst, factors)} with {number(val_accuracy(worst))}."
-            )
-    for factor in factors:
-        lines.append(_ranking(runs, factor))
+    lines.extend(claims or [])
     lines.extend(_gradient_lines(runs, factors))
     for run in failed[:5]:
         reason = run.failure_reason or "no reason recorded"
@@ -270,15 +265,6 @@ def by_effect(runs: list[RunSummary], factors: list[Factor]) -> list[Factor]:
     return sorted(factors, key=spread, reverse=True)
 
 
-def _ranking(runs: list[RunSummary], factor: Factor) -> str:
-    means = mean_val_accuracy(runs, factor)
-    if len(means) < 2:
-        return ""
-    return f"By {factor.key}, mean final val_accuracy: " + " > ".join(
-        f"{k} {m:.4f}" for m, k in means
-    )
-
-
 def _gradient_lines(runs: list[RunSummary], factors: list[Factor]) -> list[str]:
     at_init = [
         (abs(math.log10(ratio)), ratio, run)
@@ -295,10 +281,11 @@ def _gradient_lines(runs: list[RunSummary], factors: list[Factor]) -> list[str]:
     )
     if len(at_init) > 1:
         _, ratio, run = at_init[-1]
-        trend = "vanishing" if ratio < 1 else "exploding"
-        line += f", farthest in {run_label(run, factors)} ({ratio:.3g}: {trend} gradients)"
+        trend = "shrinks towards the input" if ratio < 1 else "grows towards the input"
+        line += f", farthest in {run_label(run, factors)} ({ratio:.3g}: the gradient {trend})"
+    t = THRESHOLDS
     return [
         line + ".",
-        "Far below 1, the gradient shrinks on its way back to the first layers (vanishing); "
-        "far above 1, it grows (exploding).",
+        f"Below {t.vanishing_ratio:g}, the gradient has vanished on its way back to the first "
+        f"layers; above {t.exploding_ratio:g}, it has exploded (the gradient_health verdict).",
     ]

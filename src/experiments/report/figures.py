@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from experiments.figures import save_figure
 from experiments.report.compare import Factor, Matrix, by_effect, run_label
 from experiments.report.data import PROFILE_STATS, RunSummary
+from experiments.report.groups import Group, mean_curve
 
 LINE_STYLES = (
     "-",
@@ -168,6 +169,32 @@ def learning_curves(runs: list[RunSummary], styles: RunStyles, path: Path) -> Pa
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    styles.legend(fig, drawn)
+    return save_figure(fig, path, tight=True)
+
+
+def group_curves(groups: list[Group], styles: RunStyles, path: Path) -> Path:
+    """val_accuracy over epochs, one line per configuration: the mean over its seeds and
+    the 95% interval of the mean as a band."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    drawn: dict[str, Line2D] = {}
+    for group in groups:
+        steps, mean, low, high = mean_curve(group)
+        if not len(steps):
+            continue
+        style = styles.of(group.runs[0])
+        (line,) = ax.plot(
+            steps, mean, color=style.color, linestyle=style.linestyle, lw=1.6,
+            marker="o" if len(steps) <= 20 and len(groups) <= MAX_LEGEND_RUNS else None,
+            markersize=3,
+        )  # fmt: skip
+        ax.fill_between(steps, low, high, color=style.color, alpha=0.18, lw=0)
+        drawn.setdefault(f"{group.label} (n={len(group.runs)})", line)
+    ax.set(title="validation accuracy: mean over seeds, 95% CI band", xlabel="epoch")
+    ax.set_ylabel("val_accuracy")
+    ax.grid(alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     styles.legend(fig, drawn)
     return save_figure(fig, path, tight=True)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from experiments.report.compare import Factor, Matrix, val_accuracy
 from experiments.report.data import RunSummary
+from experiments.report.groups import Statistics, health_of, seed_of, verdict_of
 from experiments.report.text import number
 
 STYLE = """
@@ -29,6 +30,7 @@ th { background: #f0f0f0; position: sticky; top: 0; }
 td.text, th.text { text-align: left; }
 tr.best { background: #e8f6e8; }
 tr.failed { background: #fbeaea; }
+tr.significant { background: #e8f6e8; }
 th.varies { background: #dde8f7; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; }
@@ -45,6 +47,9 @@ FIGURE_CAPTIONS = {
     "scale, at initialization (left) and at the last probe step (right). A gradient signal "
     "that falls towards block 1 is vanishing; one that rises, exploding; a flat line keeps "
     "every layer learning.",
+    "group_curves": "Validation accuracy after each epoch, one line per configuration: the "
+    "mean over its seeds, with the 95% confidence interval of the mean as a band (t "
+    "interval; none where a single run reaches that epoch).",
     "matrix_val_accuracy": "Final val_accuracy over the two factors (mean over repeats; "
     "grey: no finished run).",
     "matrix_depth_ratio": "depth_ratio = gradient signal std of the first hidden block / "
@@ -86,6 +91,7 @@ def columns(runs: list[RunSummary], factors: list[Factor]) -> list[Column]:
         if f.kind == "param"
     ]
     cols += [
+        Column("seed", lambda run: seed_of(run) or "", text=True),
         Column("train acc", _metric("accuracy")),
         Column("val acc", _metric("val_accuracy")),
         Column("test acc", _metric("test_accuracy")),
@@ -96,6 +102,7 @@ def columns(runs: list[RunSummary], factors: list[Factor]) -> list[Column]:
         Column("s/epoch", lambda run: run.seconds_per_epoch),
         Column("depth_ratio init", lambda run: run.depth_ratio("init")),
         Column("depth_ratio end", lambda run: run.depth_ratio("last")),
+        Column("gradient health", health_of, text=True),
         Column("status", _status, text=True),
         Column("run id", lambda run: run.run_id, text=True),
     ]
@@ -108,6 +115,21 @@ def table_order(runs: list[RunSummary]) -> list[RunSummary]:
         (r for r in runs if val_accuracy(r) is not None), key=val_accuracy, reverse=True
     )
     return finished + [r for r in runs if val_accuracy(r) is None]
+
+
+def write_rows(path: Path, columns: tuple[str, ...], rows: list[dict[str, object]]) -> Path:
+    """A CSV file of these columns; a missing or non-finite number is an empty cell."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    k: "" if isinstance(v, float) and not math.isfinite(v) else v
+                    for k, v in row.items()
+                }
+            )
+    return path
 
 
 def write_csv(runs: list[RunSummary], cols: list[Column], path: Path) -> Path:
@@ -135,6 +157,8 @@ def _runs_table(runs: list[RunSummary], cols: list[Column]) -> str:
             value = c.value(run)
             raw = number(value)
             text = escape(raw)
+            if c.title == "gradient health":
+                text = f'<span title="{escape(verdict_of(run).reason)}">{text}</span>'
             if c.title == "status" and run.failed:
                 # A reason may be a whole exception message: the cell shows its start, the
                 # tooltip and runs.csv all of it.
@@ -144,6 +168,59 @@ def _runs_table(runs: list[RunSummary], cols: list[Column]) -> str:
         body.append(f'<tr class="{css}" data-run-id="{escape(run.run_id)}">{"".join(cells)}</tr>')
     return (
         f'<table class="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _cells(values: list[str], header: bool = False) -> str:
+    tag = "th" if header else "td"
+    return "".join(f"<{tag}>{escape(v)}</{tag}>" for v in values)
+
+
+def _interval(low: float, high: float) -> str:
+    return "" if not math.isfinite(low) else f"{number(low)} to {number(high)}"
+
+
+def _groups_table(stats: Statistics) -> str:
+    """One row per configuration: its runs and seeds, each metric's mean, std and 95%
+    interval (as groups.csv has them) and its runs' gradient verdicts."""
+    metrics = list(dict.fromkeys(m for g in stats.groups for m in g.summaries))
+    head = ["configuration", "runs", "seeds"]
+    for metric in metrics:
+        head += [f"{metric} n", "mean", "std", "95% CI"]
+    head.append("gradient health")
+    rows = []
+    for g in stats.groups:
+        runs = f"{len(g.runs)}" + (f" ({g.failed} failed)" if g.failed else "")
+        cells = [g.label, runs, ", ".join(g.seeds)]
+        for metric in metrics:
+            s = g.summaries.get(metric)
+            cells += (
+                [str(s.n), number(s.mean), number(s.std), _interval(s.ci_low, s.ci_high)]
+                if s
+                else ["", "", "", ""]
+            )
+        cells.append(", ".join(f"{h} {n}" for h, n in g.health_counts().items()))
+        rows.append(f'<tr data-group="{escape(g.key)}">{_cells(cells)}</tr>')
+    return (
+        f'<table class="groups"><thead><tr>{_cells(head, header=True)}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _comparisons_table(stats: Statistics) -> str:
+    head = ["a", "b", "factor", "metric", "diff (a - b)", "95% CI", "test", "p", "p (Holm)",
+            "significant", "seeds for 80% power"]  # fmt: skip
+    rows = []
+    for c in stats.comparisons:
+        t = c.test
+        cells = [c.a, c.b, c.factor, c.metric, number(t.diff), _interval(t.ci_low, t.ci_high),
+                 t.name, f"{t.p_value:.3g}", f"{c.p_adjusted:.3g}",
+                 "yes" if c.significant else "no", str(c.seeds_needed or "")]  # fmt: skip
+        css = "significant" if c.significant else ""
+        rows.append(f'<tr class="{css}">{_cells(cells)}</tr>')
+    return (
+        f'<table class="comparisons"><thead><tr>{_cells(head, header=True)}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -186,6 +263,7 @@ def write_page(
     cols: list[Column],
     notes: list[str],
     legend: str = "",
+    stats: Statistics | None = None,
 ) -> Path:
     """`legend` says what colour and line style stand for; it joins the line-figure captions."""
     parts = [
@@ -200,6 +278,12 @@ def write_page(
     for name, figure_path in figures.items():
         if not name.startswith("matrix_"):
             parts.append(_figure(name, figure_path, legend))
+    if stats is not None and stats.groups:
+        parts.append(f"<h2>Configurations ({len(stats.groups)}): groups.csv</h2>")
+        parts.append(_groups_table(stats))
+    if stats is not None and stats.comparisons:
+        parts.append(f"<h2>Comparisons ({len(stats.comparisons)}): comparisons.csv</h2>")
+        parts.append(_comparisons_table(stats))
     if matrices:
         parts.append("<h2>Two-factor matrices</h2>")
         parts += [_figure(n, p) for n, p in figures.items() if n.startswith("matrix_")]

@@ -20,6 +20,8 @@ from experiments.config.flatten import flatten
 log = logging.getLogger(__name__)
 
 HASH_TAG = "config_hash"
+GROUP_TAG = "group_hash"
+SEED_KEY = "training.seed"
 # On the sweep's parent run: `skipped.<config hash>` = the earlier run that stood in.
 SKIPPED_TAG_PREFIX = "skipped."
 # Dotted prefixes left out of the digest; `training.steps_per_execution` and
@@ -45,15 +47,21 @@ ADDED_LATER: dict[str, object] = {
 }
 
 
-def config_hash(resolved: DictConfig) -> str:
+def config_hash(resolved: DictConfig, ignored: tuple[str, ...] = ()) -> str:
     kept = {
         key: value
         for key, value in flatten(resolved).items()
-        if not any(key == p or key.startswith(p + ".") for p in IGNORED_KEYS)
+        if not any(key == p or key.startswith(p + ".") for p in IGNORED_KEYS + ignored)
         and not (key in ADDED_LATER and value == ADDED_LATER[key])
     }
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def group_hash(resolved: DictConfig) -> str:
+    """The digest without the seed: runs that differ only by their seed share it (the
+    `group_hash` tag: one configuration, in the report and in the UI's "Group by")."""
+    return config_hash(resolved, ignored=(SEED_KEY,))
 
 
 def finished_run(client, experiment_id: str, digest: str):

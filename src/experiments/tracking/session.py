@@ -7,7 +7,9 @@
         session.finish(model, outcome, splits, cfg.training, diagnostics=...)
 
 `finish` evaluates on the test split (unless training exploded), writes and logs the
-run's artifacts, then ends the run FINISHED, or FAILED with the failure's tags. From the
+run's artifacts, tags the gradient verdict (`gradient_health`), then ends the run
+FINISHED, or FAILED with the failure's tags; a run that ends before `finish` is tagged
+`unknown`. From the
 moment a run is open, a store that fails costs records, never the training
 (`ResilientRecorder`).
 """
@@ -32,6 +34,8 @@ NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
 
 class FailureReport(Protocol):
     """What a run's diagnostics add at its end (see experiments.diagnostics.run)."""
+
+    record: Any  # the DiagnosticsRecord that the gradient verdict reads
 
     def write_artifacts(self, output_dir: Path) -> list[tuple[Path, str | None]]: ...
 
@@ -71,6 +75,7 @@ class RunSession(ResilientRecorder):
         super().__init__(recorder, output_dir)
         self.ended = False
         self._system_metrics = None
+        self.verdict = None  # the gradient verdict (experiments.diagnostics.verdict)
 
     @classmethod
     def open(
@@ -146,7 +151,16 @@ class RunSession(ResilientRecorder):
             self.ended = True
             if self._system_metrics is not None:
                 self._system_metrics.finish()
+            if self.verdict is None:  # ended before `finish`: an error, an interrupt
+                from experiments.diagnostics.verdict import unknown
+
+                self.set_verdict(unknown(f"the run ended {status} before it was judged"))
             super().end(status, reason)
+
+    def set_verdict(self, verdict) -> None:
+        """The `gradient_health*` tags, set on every run before it ends."""
+        self.verdict = verdict
+        self.set_tags(verdict.tags())
 
     @contextmanager
     def closing(self, plain: tuple[type[BaseException], ...] = ()) -> Iterator[RunSession]:
@@ -192,6 +206,10 @@ class RunSession(ResilientRecorder):
         self.log_files(write_model_artifacts(model, history, self.output_dir))
         if save_model and not outcome.exploded:
             self.log_trained_model(model, data.x_test, last_step)
+        from experiments.diagnostics.verdict import judge
+
+        record = diagnostics.record if diagnostics is not None else None
+        self.set_verdict(judge(record, outcome.failed_epoch, outcome.reason))
         if outcome.exploded:
             failure_tags = diagnostics.failure_tags() if diagnostics is not None else {}
             self.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})

@@ -5,7 +5,8 @@ task with a few training images. Model A learns task A; model B learns task B fr
 scratch (the baseline); model B on A reuses a copy of model A's hidden stack, first
 frozen, then unfrozen. The study is one MLflow run holding three nested runs,
 `pretrain_A`, `baseline_B` and `B_on_A`, and the comparison of the two B models; every
-one of them goes through the same run lifecycle as any run (`tracking.session`).
+one of them goes through the same run lifecycle as any run (`tracking.session`). The
+study's own run carries the most severe of its phases' gradient verdicts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import keras
 from experiments.config.schema import Config
 from experiments.data import Splits
 from experiments.diagnostics.run import RunDiagnostics
+from experiments.diagnostics.verdict import Verdict, combine
+from experiments.tracking.resume import GROUP_TAG
 from experiments.tracking.session import RunSession
 from experiments.training import loop as training
 from experiments.training.optimizers import make_optimizer
@@ -46,7 +49,7 @@ DESCRIPTIONS = {
 }
 # Per-epoch metric of B_on_A: 0 while the reused layers are frozen, 1 once unfrozen.
 PHASE_METRIC = "reused_layers_trainable"
-_COPIED_TAGS = ("seed", "git_commit", "mlflow.source.git.commit")
+_COPIED_TAGS = ("seed", "git_commit", "mlflow.source.git.commit", GROUP_TAG)
 
 
 def error_rate_ratio(accuracy_baseline: float, accuracy_transfer: float) -> float | None:
@@ -78,19 +81,24 @@ class Study:
             k: v for k, v in run.data.tags.items() if k.startswith("choice.") or k in _COPIED_TAGS
         }
         self._diagnostics: dict[str, RunDiagnostics] = {}  # run id -> its probe, across phases
+        self.verdicts: dict[str, Verdict] = {}  # nested run name -> its gradient verdict
 
     @contextmanager
     def child(self, name: str, data: Splits, task: str) -> Iterator[RunSession]:
         """A nested run training on `data` (task A or B); an error inside ends it FAILED
-        (KILLED on interrupt), then rises."""
+        (KILLED on interrupt), then rises. Its configuration (`group_hash`) is the
+        study's and its phase: seeds of one phase group together, phases apart."""
         from experiments.tracking.datasets import source_of
         from experiments.tracking.orphans import process_tags
 
+        tags = self.tags | {"study_phase": name} | process_tags()
+        if GROUP_TAG in tags:
+            tags[GROUP_TAG] = f"{tags[GROUP_TAG]}/{name}"
         session = RunSession.open(
             self.parent.client,
             self.experiment_id,
             name,
-            self.tags | {"study_phase": name} | process_tags(),
+            tags,
             self.output_dir / name,
             self.parent.run_id,
             description=DESCRIPTIONS[name],
@@ -101,6 +109,8 @@ class Study:
                 data, f"{self.cfg.data.name.value}-{task}", source_of(self.cfg.data, data.folder)
             )
             yield session
+        if session.verdict is not None:
+            self.verdicts[name] = session.verdict
 
     def fit_phase(
         self,
@@ -370,15 +380,15 @@ def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
 
     model_a, holder, pretrain = pretrain_a(study, tasks)
     if pretrain.test is None:
-        return _exploded(parent, PRETRAIN, pretrain.outcome)
+        return _exploded(study, PRETRAIN, pretrain.outcome)
     parent.set_tags({MODEL_A_TAG: holder})
     parent.log_metrics({"test_accuracy_A": pretrain.test["test_accuracy"]})
     baseline = baseline_b(study, tasks)
     if baseline.test is None:
-        return _exploded(parent, BASELINE, baseline.outcome)
+        return _exploded(study, BASELINE, baseline.outcome)
     transfer = b_on_a(study, tasks, model_a, holder)
     if transfer.test is None:
-        return _exploded(parent, B_ON_A, transfer.outcome)
+        return _exploded(study, B_ON_A, transfer.outcome)
 
     accuracy_baseline = baseline.test["test_accuracy"]
     accuracy_transfer = transfer.test["test_accuracy"]
@@ -398,6 +408,7 @@ def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
     parent.log_artifact(
         compare_curves(baseline.history, transfer.history, t.freeze_epochs, plot), "plots"
     )
+    parent.set_verdict(combine(study.verdicts))
     parent.end("FINISHED")
     log.info(
         "test accuracy on task B: baseline %.4f, B on A %.4f; error rate ratio %s (run %s)",
@@ -409,8 +420,10 @@ def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
     return transfer.history["val_accuracy"][-1]
 
 
-def _exploded(parent: RunSession, phase: str, outcome: training.Outcome) -> None:
+def _exploded(study: Study, phase: str, outcome: training.Outcome) -> None:
     """A phase stopped on a non-finite value: the study ends FAILED, saying which."""
+    parent = study.parent
+    parent.set_verdict(combine(study.verdicts))
     parent.set_tags({"failed_phase": phase})
     parent.end("FAILED", f"{phase}: {outcome.reason}")
     log.error("%s stopped: %s; study run %s ends FAILED", phase, outcome.reason, parent.run_id)
