@@ -25,24 +25,26 @@ def store(folder) -> tuple[MlflowClient, list]:
 
 
 def test_sigterm_ends_the_run_killed_and_keeps_what_was_logged(tmp_path):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "experiments.train", *FAST, "training.epochs=100000",
-         "data.train_size=4000"],
-        cwd=tmp_path, env=child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "train.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "experiments.train", *FAST, "training.epochs=100000",
+             "data.train_size=4000"],
+            cwd=tmp_path, env=child_environment(), stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         run = None
-        while time.monotonic() < deadline:
+        while run is None and time.monotonic() < deadline:
             time.sleep(1.0)
-            try:  # the child may still be creating the store's tables
-                _, runs = store(tmp_path) if (tmp_path / "mlflow.db").exists() else (None, [])
-            except Exception:  # noqa: BLE001
-                continue
-            if runs and runs[0].data.metrics.get("loss") is not None:
-                run = runs[0]
-                break
-        assert run is not None, "no epoch was logged in time"
+            assert process.poll() is None, log.read_text()[-3000:]
+            # Only once the child has opened its run: a reader that opened the store
+            # while the child creates its tables would race it.
+            if "MLflow run" in log.read_text():
+                _, runs = store(tmp_path)
+                if runs and runs[0].data.metrics.get("loss") is not None:
+                    run = runs[0]
+        assert run is not None, "no epoch was logged in time: " + log.read_text()[-3000:]
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     finally:
