@@ -1,8 +1,12 @@
 """The one naming scheme of hidden blocks, for layers and for metrics.
 
 Layers: hidden block NN (numbered from the input, from 1) is the Dense layer `hidden_NN`,
-its activation `hidden_NN_act` and its normalization `hidden_NN_bn`; NN has two digits
-at least, so the names sort. Metrics: block NN of a net of n blocks is `layer_NN`, with
+its activation `hidden_NN_act` and its normalization `hidden_NN_bn` (BatchNormalization)
+or `hidden_NN_ln` (LayerNormalization); NN has two digits at least, so the names sort.
+A skip connection that ends at block NN adds its shortcut there (`hidden_NN_add`), through
+a linear projection `hidden_NN_skip` when the widths differ, and its branch scaled by
+`hidden_NN_scale` when the scale is not 1. Every layer of a block, skip layers included,
+belongs to that block (`block_of_layer`), so gradients and failures name it. Metrics: block NN of a net of n blocks is `layer_NN`, with
 three digits once n >= 100, so the MLflow UI sorts and groups a deep net's layers.
 """
 
@@ -13,6 +17,10 @@ import re
 PREFIX = "hidden_"
 ACTIVATION = "act"
 BATCHNORM = "bn"
+LAYERNORM = "ln"
+SKIP = "skip"
+ADD = "add"
+SCALE = "scale"
 _LAYER = re.compile(r"^hidden_(\d+)(?:_([a-z]+))?$")
 _METRIC_LABEL = re.compile(r"^layer_(\d+)$")
 

@@ -28,7 +28,8 @@ def model_summary(model) -> str:
 def write_model_artifacts(
     model, history: dict[str, list[float]], output_dir: Path, save_model: bool
 ) -> list[tuple[Path, str | None]]:
-    """Model summary, learning curves and, unless training blew up, the .keras model."""
+    """Model summary, learning curves, the rate per step under a schedule and, unless
+    training blew up, the .keras model."""
     from experiments.figures import learning_curves
 
     summary_path = output_dir / "model_summary.txt"
@@ -36,6 +37,11 @@ def write_model_artifacts(
     written = [(summary_path, None)]
     if history:
         written.append((learning_curves(history, output_dir / "learning_curves.png"), "plots"))
+    if getattr(model, "optimizer", None) is not None:
+        from experiments.training.schedules import write_rate_plot
+
+        rates = write_rate_plot(model.optimizer, output_dir / "learning_rate.png")
+        written += [(rates, "plots")] if rates else []
     if save_model:
         model_path = output_dir / "model.keras"
         model.save(model_path)
