@@ -12,7 +12,7 @@ from helpers.compose import FAST
 
 from experiments.tracking.store import tracking_uri
 
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr")
 
 
 def history(client, run, metric) -> list[tuple[int, float]]:
@@ -45,6 +45,7 @@ def test_a_run_records_params_metrics_tags_and_artifacts(workspace):
         steps = history(client, run, metric)
         assert [step for step, _ in steps] == [0, 1, 2], metric
     assert history(client, run, "val_accuracy")[-1][1] == run.data.metrics["val_accuracy"]
+    assert [v for _, v in history(client, run, "lr")] == pytest.approx([0.05] * 3)  # constant
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0 and run.data.metrics["test_loss"] > 0
     assert run.data.metrics["val_accuracy"] > 0.5  # it learned: chance is 0.1
 
@@ -198,3 +199,26 @@ def test_local_history_is_kept_beside_the_job_outputs(workspace):
     assert (out / "model.keras").is_file()
     reloaded = keras.models.load_model(out / "model.keras")
     assert np.isfinite(keras.ops.convert_to_numpy(reloaded.get_layer("hidden_01").kernel)).all()
+
+
+def test_a_residual_net_on_a_schedule_records_its_rate_and_reads_like_a_plain_net(workspace):
+    overrides = ["model.hidden=[32,32,32]", "model.residual=true", "schedule=one_cycle"]
+    assert workspace.train(*FAST, *overrides) == 0
+    (run,) = workspace.runs()
+    client = workspace.client()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["schedule.name"] == "one_cycle"
+    assert run.data.params["model.residual"] == "True"
+    # 1cycle from 0.05 / 10 at the first step, then (16 steps an epoch, the peak at 14.4)
+    # on its way down again at the first step of epoch 2.
+    rates = [v for _, v in history(client, run, "lr")]
+    assert rates[0] == pytest.approx(0.005) and 0.005 < rates[1] < 0.05
+    # The diagnostics read the three blocks by the plain net's names.
+    for block in ("layer_01", "layer_02", "layer_03"):
+        assert f"grad/signal_std/{block}" in run.data.metrics
+    artifacts = artifact_paths(client, run.info.run_id)
+    assert {"plots/learning_rate.png", "model/model.keras"} <= artifacts
+    out = Path(run.data.tags["output_dir"])
+    reloaded = keras.models.load_model(out / "model.keras")
+    assert type(reloaded).__name__ == "MonitoredFunctional"
+    assert reloaded.get_layer("hidden_02_add") is not None

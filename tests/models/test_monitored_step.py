@@ -10,16 +10,23 @@ import tensorflow as tf
 from helpers.nets import build_net, hidden
 
 from experiments.models.monitored import (
+    MonitoredFunctional,
     MonitoredSequential,
     StepFailure,
     StepMonitor,
     locate_failure,
 )
 
+# A plain net is a chain of layers (Sequential), a residual one a graph (functional).
+KINDS = {"chain": [], "graph": ["model.residual=true", "model.residual_every=2"]}
 
-def make_model(widths=(16, 12), normalization=(), steps_per_execution=4, activation="relu"):
+
+def make_model(
+    widths=(16, 12), normalization=(), steps_per_execution=4, activation="relu", kind="chain"
+):
     return build_net(
         *hidden(list(widths)),
+        *KINDS[kind],
         "init=he_normal",
         f"activation={activation}",
         "optimizer=sgd",
@@ -42,10 +49,12 @@ def weights(model):
     return [w.numpy().copy() for w in model.weights]
 
 
-def test_monitored_step_trains_exactly_like_keras_own_step():
+@pytest.mark.parametrize("kind", KINDS)
+def test_monitored_step_trains_exactly_like_keras_own_step(kind):
     norm = ["normalization=batchnorm", "normalization.position=before"]
     x, y = data()
-    stock, monitored = make_model(normalization=norm), make_model(normalization=norm)
+    stock = make_model(normalization=norm, kind=kind)
+    monitored = make_model(normalization=norm, kind=kind)
     monitored.attach_monitor(StepMonitor())
     for model in (stock, monitored):
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -128,8 +137,9 @@ def test_other_errors_of_the_training_step_are_not_swallowed():
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
-def test_forward_overflow_is_located_at_the_first_non_finite_block():
-    model = make_model(widths=(10, 10, 10, 10))
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_overflow_is_located_at_the_first_non_finite_block(kind):
+    model = make_model(widths=(10, 10, 10, 10), kind=kind)
     x, y = data(32)
     model.get_layer("hidden_03").kernel.assign(np.full((10, 10), 1e38, np.float32))
     where, block = locate_failure(model, tf.constant(x), tf.constant(y))
@@ -161,15 +171,18 @@ def test_locating_a_failure_leaves_batchnorm_statistics_alone():
         np.testing.assert_array_equal(a, b.numpy())
 
 
-def test_saved_model_loads_with_safe_loading(tmp_path):
-    model = make_model()
+@pytest.mark.parametrize(
+    "kind,cls", [("chain", MonitoredSequential), ("graph", MonitoredFunctional)]
+)
+def test_saved_model_loads_with_safe_loading(tmp_path, kind, cls):
+    model = make_model(kind=kind)
     model.attach_monitor(StepMonitor())
     x, y = data(64)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    assert isinstance(loaded, MonitoredSequential)
+    assert type(loaded) is cls
     assert len(loaded.weights) == len(model.weights)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)  # trains without a monitor

@@ -92,7 +92,14 @@ def probe_batch(
 class Probe:
     """The compiled statistics of one model on one fixed batch."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str):
+    def __init__(
+        self,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        compiled: bool = True,
+    ):
         self.model = model
         self.blocks = hidden_blocks(model)
         self.activation = activation
@@ -102,8 +109,9 @@ class Probe:
         self._taps = Taps(model, inputs_of=activations, outputs_of=activations)
         self.x = tf.constant(x)
         self.y = tf.constant(y)
-        # Python loops over layers only: nothing for autograph to convert.
-        self._compiled = tf.function(self._compute, autograph=False)
+        # Python loops over layers only: nothing for autograph to convert. A probe run
+        # once (a measurement at initialization) is quicker eagerly than traced.
+        self._run = tf.function(self._compute, autograph=False) if compiled else self._compute
 
     @property
     def size(self) -> int:
@@ -111,7 +119,7 @@ class Probe:
 
     def __call__(self) -> dict[str, np.ndarray]:
         """One value per hidden block for each applicable statistic."""
-        return {k: v.numpy().astype(np.float64) for k, v in self._compiled().items()}
+        return {k: v.numpy().astype(np.float64) for k, v in self._run().items()}
 
     def _compute(self) -> dict[str, tf.Tensor]:
         kernels = [b.dense.kernel.value for b in self.blocks]  # the tf.Variables

@@ -35,8 +35,9 @@ class Taps:
         self.outputs_of = list(outputs_of)
         self._graph = None
         if not is_chain(model):
+            (image,) = model.inputs  # one input, passed bare as Keras expects it then
             self._graph = keras.Model(
-                model.inputs,
+                image,
                 [
                     *model.outputs,
                     *(layer.input for layer in self.inputs_of),
