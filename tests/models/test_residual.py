@@ -74,31 +74,30 @@ def test_with_zero_branches_the_net_is_its_shortcuts(style):
     np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_pre_activation_blocks_normalize_and_activate_before_their_dense_layer():
+@pytest.mark.parametrize(
+    "style,order,biases",
+    [
+        # He et al. 2016: BN -> act -> Dense in each block, the sum left as it is; no BN
+        # right after a Dense layer, so each keeps its bias.
+        ("pre", ["hidden_01_bn", "hidden_01_act", "hidden_01", "hidden_02_bn", "hidden_02_act",
+                 "hidden_02", "hidden_02_add", "output"], (True, True)),
+        # He et al. 2015: the shortcut joins block 2's pre-activation, after its BN, which
+        # cancels the Dense bias.
+        ("post", ["hidden_01", "hidden_01_bn", "hidden_01_act", "hidden_02", "hidden_02_bn",
+                  "hidden_02_add", "hidden_02_act", "output"], (False, False)),
+    ],
+)  # fmt: skip
+def test_the_style_places_the_normalization_activation_and_sum(style, order, biases):
     model = residual(
-        "model.residual_style=pre", "normalization=batchnorm", "normalization.position=before",
-        "normalization.input_bn=false", widths=[20, 20],
+        f"model.residual_style={style}", "normalization=batchnorm",
+        "normalization.position=before", "normalization.input_bn=false", widths=[20, 20],
     )  # fmt: skip
     # One skip, [1, 2]: its branch is not scaled (1/sqrt(1)).
-    assert path(model) == [
-        "hidden_01_bn", "hidden_01_act", "hidden_01", "hidden_02_bn", "hidden_02_act",
-        "hidden_02", "hidden_02_add", "output",
-    ]  # fmt: skip
-    # No BN right after a Dense layer here: each keeps its bias.
-    assert model.get_layer("hidden_01").use_bias and model.get_layer("hidden_02").use_bias
-
-
-def test_post_activation_adds_the_shortcut_to_the_last_blocks_pre_activation():
-    model = residual(
-        "model.residual_style=post", "normalization=batchnorm", "normalization.position=before",
-        "normalization.input_bn=false", widths=[20, 20],
-    )  # fmt: skip
-    assert path(model) == [
-        "hidden_01", "hidden_01_bn", "hidden_01_act", "hidden_02", "hidden_02_bn",
-        "hidden_02_add", "hidden_02_act", "output",
-    ]  # fmt: skip
-    assert not model.get_layer("hidden_02").use_bias  # BN right after it cancels it
-    assert model.get_layer("hidden_02_act").input is model.get_layer("hidden_02_add").output
+    assert path(model) == order
+    assert (model.get_layer("hidden_01").use_bias, model.get_layer("hidden_02").use_bias) == biases
+    add = model.get_layer("hidden_02_add").output
+    following = model.get_layer("output" if style == "pre" else "hidden_02_act")
+    assert following.input is add
 
 
 def test_layernorm_sits_where_position_says_and_keeps_the_dense_bias():
