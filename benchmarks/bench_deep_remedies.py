@@ -7,7 +7,7 @@ traces the graph).
 
     FASHION_MNIST_DIR=<folder> python -m benchmarks.bench_deep_remedies [1,2,3]
 
-Runs one sweep, `python -m experiments.train -m experiment=<the four> training.seed=...
+Runs one sweep, `python -m experiments.train -m training.seed=... experiment=<the four>
 tracking.experiment=deep-remedies`, into a temporary folder, or into $GRADLAB_BENCH_DIR
 if set (kept; a folder that already holds the sweep's finished runs is only summarized,
 since a sweep skips the jobs that already finished). Each run is 5 epochs of a 100-layer
@@ -32,9 +32,11 @@ SEEDS = "1,2,3"
 
 
 def run_sweep(folder: Path, seeds: str) -> None:
+    # Hydra varies the last override fastest: the presets alternate, so a change in the
+    # machine's load falls on all four alike.
     result = python(
-        "-m", "experiments.train", "-m", f"experiment={','.join(PRESETS)}",
-        f"training.seed={seeds}", f"tracking.experiment={EXPERIMENT}", "training.verbose=0",
+        "-m", "experiments.train", "-m", f"training.seed={seeds}",
+        f"experiment={','.join(PRESETS)}", f"tracking.experiment={EXPERIMENT}", "training.verbose=0",
         f"data.dir={data_dir()}", f"hydra.sweep.dir={folder}/multirun",
         cwd=folder, timeout=6 * 3600,
     )  # fmt: skip
