@@ -94,8 +94,8 @@ def summarize(uri: str) -> list[dict[str, object]]:
                 *t_interval(values),
             )
         ratios = [
-            [m.value for m in sorted(client.get_metric_history(run.info.run_id, "grad/depth_ratio"), key=lambda m: m.step)]
-            for run in mine
+            [m.value for m in sorted(history, key=lambda m: m.step)]
+            for history in (client.get_metric_history(r.info.run_id, "grad/depth_ratio") for r in mine)
         ]  # fmt: skip
         row["depth_ratio"] = tuple(
             math.exp(statistics.mean(math.log(r[i]) for r in ratios)) for i in (0, -1)

@@ -2,8 +2,8 @@
 
 Keras 3 has no hook between computing the gradients and applying them, so
 `MonitoredStep` overrides `train_step`, for a chain of layers (`MonitoredSequential`) and
-for a graph with skip connections (`MonitoredFunctional`) alike. With no `StepMonitor` attached it runs
-Keras' own step unchanged; with one attached, every step also
+for a graph with skip connections (`MonitoredFunctional`) alike. With no `StepMonitor`
+attached it runs Keras' own step unchanged; with one attached, every step also
 
 - adds the global gradient norm, taken before the optimizer clips, to the epoch's sum
   and maximum (one squared norm per variable: the cheapest exact form in a TF graph);

@@ -6,8 +6,10 @@ or `hidden_NN_ln` (LayerNormalization); NN has two digits at least, so the names
 A skip connection that ends at block NN adds its shortcut there (`hidden_NN_add`), through
 a linear projection `hidden_NN_skip` when the widths differ, and its branch scaled by
 `hidden_NN_scale` when the scale is not 1. Every layer of a block, skip layers included,
-belongs to that block (`block_of_layer`), so gradients and failures name it. Metrics: block NN of a net of n blocks is `layer_NN`, with
-three digits once n >= 100, so the MLflow UI sorts and groups a deep net's layers.
+belongs to that block (`block_of_layer`), so gradients and failures name it.
+
+Metrics: block NN of a net of n blocks is `layer_NN`, with three digits once n >= 100, so
+the MLflow UI sorts and groups a deep net's layers.
 """
 
 from __future__ import annotations
