@@ -3,7 +3,7 @@ SELU (selu_deep), ReLU with skip connections (residual_deep) and with LayerNorm
 (layernorm_deep). Per preset: final val and test accuracy (mean, standard deviation and a
 95% t-interval over the seeds), the gradient depth_ratio at initialization and at the end
 (geometric mean), and seconds per epoch (median over every epoch but the first, which also
-traces the graph).
+traces the graph); then each pair's difference of test accuracy with a Welch t-interval.
 
     FASHION_MNIST_DIR=<folder> python -m benchmarks.bench_deep_remedies [1,2,3]
 
@@ -113,6 +113,28 @@ def summarize(uri: str) -> list[dict[str, object]]:
     return rows
 
 
+def differences(uri: str) -> list[tuple[str, str, float, float, float, float]]:
+    """Each pair of presets: the difference of mean test accuracy, its 95% Welch
+    t-interval and p-value (scipy; the seeds of one preset are independent of the other's)."""
+    from scipy import stats
+
+    runs = latest_runs(uri)
+    accuracy = {
+        preset: [r.data.metrics["test_accuracy"] for (p, _), r in sorted(runs.items()) if p == preset]
+        for preset in PRESETS
+    }  # fmt: skip
+    found = []
+    for i, a in enumerate(PRESETS):
+        for b in PRESETS[i + 1 :]:
+            if len(accuracy[a]) < 2 or len(accuracy[b]) < 2:
+                continue
+            test = stats.ttest_ind(accuracy[b], accuracy[a], equal_var=False)
+            low, high = test.confidence_interval(0.95)
+            diff = statistics.mean(accuracy[b]) - statistics.mean(accuracy[a])
+            found.append((b, a, diff, low, high, test.pvalue))
+    return found
+
+
 def print_table(rows: list[dict[str, object]]) -> None:
     print("| preset | n (seeds) | val acc. mean ± sd [95% t-interval] | test acc. mean ± sd [95% t-interval] "
           "| depth_ratio at init / end | s/epoch median (range over runs) |")  # fmt: skip
@@ -140,7 +162,13 @@ def main(seeds: str = SEEDS) -> None:
         started = time.perf_counter()
         run_sweep(folder, seeds)
         print(f"sweep over seeds {seeds}: {time.perf_counter() - started:.0f} s")
-        print_table(summarize(f"sqlite:///{folder / 'mlflow.db'}"))
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        print_table(summarize(uri))
+        print(
+            "\n| test accuracy | difference | 95% Welch t-interval | p |\n| --- | --- | --- | --- |"
+        )
+        for b, a, diff, low, high, p in differences(uri):
+            print(f"| `{b}` - `{a}` | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] | {p:.3f} |")
 
 
 if __name__ == "__main__":
