@@ -11,6 +11,7 @@ import pytest
 from helpers.compose import FAST
 
 from experiments.tracking.store import tracking_uri
+from experiments.training.one_cycle import OneCycle
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr")
 
@@ -209,9 +210,11 @@ def test_a_residual_net_on_a_schedule_records_its_rate_and_reads_like_a_plain_ne
     assert run.info.status == "FINISHED"
     assert run.data.params["schedule.name"] == "one_cycle"
     assert run.data.params["model.residual"] == "True"
-    # 1cycle from 0.05 / 10 at the first step, then (16 steps an epoch, the peak at 14.4)
-    # on its way down again at the first step of epoch 2.
+    # The rate of each epoch's first step: 1cycle over 2 epochs of 16 steps (512 images,
+    # batch 32), from 0.05 / 10 at step 0 to its peak at step 14.4, down again by step 16.
+    cycle = OneCycle(0.005, 0.05, 5e-6, total_steps=32, annealing_steps=3)
     rates = [v for _, v in history(client, run, "lr")]
+    assert rates == pytest.approx([float(cycle(0)), float(cycle(16))])
     assert rates[0] == pytest.approx(0.005) and 0.005 < rates[1] < 0.05
     # The diagnostics read the three blocks by the plain net's names.
     for block in ("layer_01", "layer_02", "layer_03"):

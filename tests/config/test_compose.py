@@ -100,29 +100,36 @@ def test_presets_keep_the_notebooks_hyperparameters():
 
 
 def test_the_later_remedies_presets_change_one_thing_each():
-    relu = validate(compose(["experiment=relu_deep"]))
-    residual = validate(compose(["experiment=residual_deep"]))
-    layernorm = validate(compose(["experiment=layernorm_deep"]))
-    for cfg in (residual, layernorm):
-        assert cfg.model.hidden_sizes() == relu.model.hidden_sizes()
-        assert (cfg.activation.name, cfg.init.name) == (relu.activation.name, relu.init.name)
-        assert (cfg.training.epochs, cfg.data.standardize) == (5, True)
+    cfg = {
+        name: validate(compose([f"experiment={name}"]))
+        for name in ("relu_deep", "residual_deep", "layernorm_deep", "leaky_relu", "one_cycle",
+                     "momentum", "nesterov", "adamw")
+    }  # fmt: skip
+    relu, residual, layernorm = cfg["relu_deep"], cfg["residual_deep"], cfg["layernorm_deep"]
+    for deep in (residual, layernorm):
+        assert deep.model.hidden_sizes() == relu.model.hidden_sizes()
+        assert (deep.activation, deep.init, deep.optimizer) == (
+            relu.activation,
+            relu.init,
+            relu.optimizer,
+        )
+        assert (deep.training.epochs, deep.data.standardize) == (5, True)
     assert residual.model.residual and not relu.model.residual
     assert residual.normalization.name.value == "none"
     assert layernorm.normalization.name.value == "layernorm" and not layernorm.model.residual
-    first = validate(compose(["experiment=leaky_relu"]))
+    first = cfg["leaky_relu"]
     for name, optimizer, schedule in (
         ("one_cycle", "sgd", "one_cycle"), ("momentum", "sgd", "constant"),
         ("nesterov", "sgd", "constant"), ("adamw", "adamw", "constant"),
     ):  # fmt: skip
-        cfg = validate(compose([f"experiment={name}"]))
-        assert cfg.model == first.model and cfg.activation == first.activation, name
-        assert (cfg.optimizer.name.value, cfg.schedule.name.value) == (optimizer, schedule), name
-    momentum = validate(compose(["experiment=momentum"])).optimizer
-    nesterov = validate(compose(["experiment=nesterov"])).optimizer
-    assert (momentum.momentum, momentum.nesterov) == (0.9, False)
-    assert (nesterov.momentum, nesterov.nesterov) == (0.9, True)
-    assert validate(compose(["experiment=adamw"])).optimizer.weight_decay == 1e-5
+        assert cfg[name].model == first.model and cfg[name].activation == first.activation, name
+        assert (cfg[name].optimizer.name.value, cfg[name].schedule.name.value) == (
+            optimizer,
+            schedule,
+        )
+    assert (cfg["momentum"].optimizer.momentum, cfg["momentum"].optimizer.nesterov) == (0.9, False)
+    assert (cfg["nesterov"].optimizer.momentum, cfg["nesterov"].optimizer.nesterov) == (0.9, True)
+    assert cfg["adamw"].optimizer.weight_decay == 1e-5
 
 
 def test_a_preset_still_takes_command_line_overrides():

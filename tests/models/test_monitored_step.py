@@ -10,14 +10,14 @@ import tensorflow as tf
 from helpers.nets import build_net, hidden
 
 from experiments.models.monitored import (
-    MonitoredFunctional,
     MonitoredSequential,
     StepFailure,
     StepMonitor,
     locate_failure,
 )
 
-# A plain net is a chain of layers (Sequential), a residual one a graph (functional).
+# A plain net is a chain of layers (Sequential), a residual one a graph (functional; its
+# training step and safe loading are checked end to end in tests/test_train.py).
 KINDS = {"chain": [], "graph": ["model.residual=true", "model.residual_every=2"]}
 
 
@@ -49,12 +49,10 @@ def weights(model):
     return [w.numpy().copy() for w in model.weights]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_monitored_step_trains_exactly_like_keras_own_step(kind):
+def test_monitored_step_trains_exactly_like_keras_own_step():
     norm = ["normalization=batchnorm", "normalization.position=before"]
     x, y = data()
-    stock = make_model(normalization=norm, kind=kind)
-    monitored = make_model(normalization=norm, kind=kind)
+    stock, monitored = make_model(normalization=norm), make_model(normalization=norm)
     monitored.attach_monitor(StepMonitor())
     for model in (stock, monitored):
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -171,18 +169,15 @@ def test_locating_a_failure_leaves_batchnorm_statistics_alone():
         np.testing.assert_array_equal(a, b.numpy())
 
 
-@pytest.mark.parametrize(
-    "kind,cls", [("chain", MonitoredSequential), ("graph", MonitoredFunctional)]
-)
-def test_saved_model_loads_with_safe_loading(tmp_path, kind, cls):
-    model = make_model(kind=kind)
+def test_saved_model_loads_with_safe_loading(tmp_path):
+    model = make_model()
     model.attach_monitor(StepMonitor())
     x, y = data(64)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    assert type(loaded) is cls
+    assert isinstance(loaded, MonitoredSequential)
     assert len(loaded.weights) == len(model.weights)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)  # trains without a monitor

@@ -3,13 +3,10 @@ gets, the `lr` metric of every epoch and the per-step figure."""
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import pytest
 from helpers.compose import typed
-from helpers.nets import synthetic_splits
 
 from experiments.training import loop as training
 from experiments.training.optimizers import make_optimizer
@@ -92,24 +89,11 @@ def test_performance_multiplies_the_rate_by_factor_after_patience_flat_epochs():
     assert seen == pytest.approx([base] * 3 + [base / 2] * 2 + [base / 4] * 2)
 
 
-def test_each_epoch_logs_the_rate_its_first_step_used_and_the_figure_shows_every_step(tmp_path):
-    """Through the run's own compile and fit, on a small net and the synthetic set."""
-    cfg = typed(
-        "data=synthetic", "model.hidden=[16]", "training.verbose=0", "training.epochs=3",
-        "schedule=piecewise", "schedule.boundaries=[1,2]", "schedule.factors=[1,0.5,0.25]",
-        "optimizer.learning_rate=0.04",
-    )  # fmt: skip
-    splits = synthetic_splits()
-    model, _, callbacks = training.compiled_model(cfg, splits)
-    logged: list[dict[str, float]] = []
-    training.fit(model, splits, cfg.training, lambda values, step: logged.append(values),
-                 extra_callbacks=callbacks)  # fmt: skip
-    assert [m["lr"] for m in logged] == pytest.approx([0.04, 0.02, 0.01])
-    # The steps the schedule was built for are the ones Keras ran.
-    steps = training.run_steps(len(splits.y_train), cfg.training, 3)
-    assert int(model.optimizer.iterations) == steps.total == 3 * math.ceil(512 / 32)
-    path = write_rate_plot(model.optimizer, tmp_path / "learning_rate.png")
+def test_only_a_rate_that_changes_within_epochs_gets_a_figure(tmp_path):
+    scheduled, _ = training.scheduled_optimizer(typed("schedule=warmup_cosine"), STEPS)
+    plain, _ = training.scheduled_optimizer(typed("schedule=performance"), STEPS)
+    for optimizer in (scheduled, plain):
+        optimizer.iterations.assign(25)  # as after 25 steps
+    path = write_rate_plot(scheduled, tmp_path / "learning_rate.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A plain rate has no figure: its `lr` per epoch says it all.
-    plain = make_optimizer(cfg.optimizer, cfg.clipping)
-    assert write_rate_plot(plain, tmp_path / "none.png") is None
+    assert write_rate_plot(plain, tmp_path / "none.png") is None  # its `lr` per epoch says it all
