@@ -101,7 +101,7 @@ def _fit_once(cfg: Config, splits, mode: str, store: Path) -> Timing:
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     experiment = ensure_experiment(client, "bench", (store / "mlruns").as_uri())
     recorder = RunRecorder.start(client, experiment, "bench", {})
-    model, _ = training_module.compiled_model(cfg, splits)
+    model, _, _ = training_module.compiled_model(cfg, splits)
 
     wall, cpu = time.perf_counter(), time.process_time()
     diag = None

@@ -55,16 +55,26 @@ def test_help_lists_the_groups_and_their_options(tmp_path):
         "batchnorm",
         "experiment:",
         "selu_deep",
+        "layernorm",
+        "schedule: constant, exponential, one_cycle, performance, piecewise, power, warmup_cosine",
+        "adagrad, adam, adamax, adamw",
+        "residual_deep",
+        "residual_every: 2",
     ):
         assert text in out
 
 
-def test_invalid_value_is_one_line_and_a_non_zero_exit_without_tensorflow(tmp_path):
-    result = run_cli("optimizer.learning_rate=-0.5", cwd=tmp_path)
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["optimizer.learning_rate=-0.5"], "optimizer.learning_rate=-0.5 is not allowed: must be > 0"),
+        (["schedule=one_cycle", "schedule.div_factor=0.5"], "schedule.div_factor=0.5 is not allowed: must be >= 1"),
+    ],
+)  # fmt: skip
+def test_invalid_value_is_one_line_and_a_non_zero_exit_without_tensorflow(tmp_path, args, message):
+    result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
-    assert error_lines(result) == [
-        "error: optimizer.learning_rate=-0.5 is not allowed: must be > 0"
-    ]
+    assert error_lines(result) == [f"error: {message}"]
     assert "tensorflow" not in imported(result)
     assert not (tmp_path / "mlflow.db").exists()  # nothing was recorded for a config that never ran
 

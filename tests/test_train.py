@@ -12,8 +12,9 @@ from helpers.compose import FAST
 from mlflow.entities import LoggedModelStatus
 
 from experiments.tracking.store import tracking_uri
+from experiments.training.one_cycle import OneCycle
 
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr")
 
 
 def history(client, run, metric) -> list[tuple[int, float]]:
@@ -46,6 +47,7 @@ def test_a_run_records_params_metrics_tags_and_artifacts(workspace):
         steps = history(client, run, metric)
         assert [step for step, _ in steps] == [0, 1, 2], metric
     assert history(client, run, "val_accuracy")[-1][1] == run.data.metrics["val_accuracy"]
+    assert [v for _, v in history(client, run, "lr")] == pytest.approx([0.05] * 3)  # constant
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0 and run.data.metrics["test_loss"] > 0
     assert run.data.metrics["val_accuracy"] > 0.5  # it learned: chance is 0.1
 
@@ -219,3 +221,29 @@ def test_a_run_that_explodes_at_its_first_step_logs_no_made_up_loss(workspace):
     accuracies = workspace.client().get_metric_history(run.info.run_id, "accuracy")
     assert all(not np.isfinite(v) for v in losses)  # what was measured, never 0.0
     assert accuracies == []
+
+
+def test_a_residual_net_on_a_schedule_records_its_rate_and_reads_like_a_plain_net(workspace):
+    overrides = ["model.hidden=[32,32,32]", "model.residual=true", "schedule=one_cycle"]
+    assert workspace.train(*FAST, *overrides) == 0
+    (run,) = workspace.runs()
+    client = workspace.client()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["schedule.name"] == "one_cycle"
+    assert run.data.params["model.residual"] == "True"
+    # The rate of each epoch's first step: 1cycle over 2 epochs of 16 steps (512 images,
+    # batch 32), from 0.05 / 10 at step 0 to its peak at step 14.4, down again by step 16.
+    cycle = OneCycle(0.005, 0.05, 5e-6, total_steps=32, annealing_steps=3)
+    rates = [v for _, v in history(client, run, "lr")]
+    assert rates == pytest.approx([float(cycle(0)), float(cycle(16))])
+    assert rates[0] == pytest.approx(0.005) and 0.005 < rates[1] < 0.05
+    # The diagnostics read the three blocks by the plain net's names.
+    for block in ("layer_01", "layer_02", "layer_03"):
+        assert f"layers/grad/signal_std/{block}" in run.data.metrics
+    artifacts = artifact_paths(client, run.info.run_id)
+    assert "plots/learning_rate.png" in artifacts
+    out = Path(run.data.tags["output_dir"])
+    # The run's model: a stock functional Keras graph with the skip connections.
+    reloaded = keras.models.load_model(out / "model" / "data" / "model.keras")
+    assert type(reloaded).__name__ == "Functional"
+    assert reloaded.get_layer("hidden_02_add") is not None

@@ -36,3 +36,14 @@ def learning_curves(history: dict[str, list[float]], path: Path, title: str = ""
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def rate_per_step(rates, path: Path) -> Path:
+    """The learning rate at every training step (a schedule's shape over the run)."""
+    fig = Figure(figsize=(6, 3.5), layout="tight")
+    ax = fig.subplots()
+    ax.plot(range(len(rates)), rates, linewidth=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -193,7 +193,7 @@ def _job_tags(cfg: Config, job: Job, digest: str, commit: str) -> dict[str, str]
 def _train(cfg: Config, splits, session) -> float | None:
     from experiments.training import loop as training
 
-    model, optimizer = training.compiled_model(cfg, splits)
+    model, optimizer, schedule_callbacks = training.compiled_model(cfg, splits)
     session.log_params(
         {f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()}
     )
@@ -219,7 +219,11 @@ def _train(cfg: Config, splits, session) -> float | None:
         cfg.training,
         session.log_metrics,
         session.output_dir,
-        extra_callbacks=[*(diagnostics.callbacks if diagnostics else []), *filter(None, [trial])],
+        extra_callbacks=[
+            *schedule_callbacks,
+            *(diagnostics.callbacks if diagnostics else []),
+            *filter(None, [trial]),
+        ],
     )
     if diagnostics:
         diagnostics.apply_failure(outcome)

@@ -17,6 +17,7 @@ GROUPS = [
     "normalization",
     "clipping",
     "optimizer",
+    "schedule",
     "training",
     "tracking",
 ]
@@ -48,9 +49,15 @@ def test_the_groups_offer_what_the_issue_lists():
     assert set(options("activation")) >= {
         "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "swish",
     }  # fmt: skip
-    assert set(options("normalization")) >= {"none", "batchnorm"}
+    assert set(options("normalization")) >= {"none", "batchnorm", "layernorm"}
     assert set(options("clipping")) >= {"none", "value", "norm", "global_norm"}
-    assert set(options("optimizer")) >= {"sgd", "adam", "nadam", "rmsprop"}
+    assert set(options("optimizer")) >= {
+        "sgd", "adam", "nadam", "rmsprop", "adagrad", "adamax", "adamw",
+    }  # fmt: skip
+    assert set(options("schedule")) >= {
+        "constant", "exponential", "power", "piecewise", "performance", "one_cycle",
+        "warmup_cosine",
+    }  # fmt: skip
     assert set(options("data")) >= {"fashion_mnist", "synthetic"}
 
 
@@ -92,6 +99,39 @@ def test_presets_keep_the_notebooks_hyperparameters():
         assert cfg.clipping.name.value == mode and cfg.clipping.threshold == 1.0
 
 
+def test_the_later_remedies_presets_change_one_thing_each():
+    cfg = {
+        name: validate(compose([f"experiment={name}"]))
+        for name in ("relu_deep", "residual_deep", "layernorm_deep", "leaky_relu", "one_cycle",
+                     "momentum", "nesterov", "adamw")
+    }  # fmt: skip
+    relu, residual, layernorm = cfg["relu_deep"], cfg["residual_deep"], cfg["layernorm_deep"]
+    for deep in (residual, layernorm):
+        assert deep.model.hidden_sizes() == relu.model.hidden_sizes()
+        assert (deep.activation, deep.init, deep.optimizer) == (
+            relu.activation,
+            relu.init,
+            relu.optimizer,
+        )
+        assert (deep.training.epochs, deep.data.standardize) == (5, True)
+    assert residual.model.residual and not relu.model.residual
+    assert residual.normalization.name.value == "none"
+    assert layernorm.normalization.name.value == "layernorm" and not layernorm.model.residual
+    first = cfg["leaky_relu"]
+    for name, optimizer, schedule in (
+        ("one_cycle", "sgd", "one_cycle"), ("momentum", "sgd", "constant"),
+        ("nesterov", "sgd", "constant"), ("adamw", "adamw", "constant"),
+    ):  # fmt: skip
+        assert cfg[name].model == first.model and cfg[name].activation == first.activation, name
+        assert (cfg[name].optimizer.name.value, cfg[name].schedule.name.value) == (
+            optimizer,
+            schedule,
+        )
+    assert (cfg["momentum"].optimizer.momentum, cfg["momentum"].optimizer.nesterov) == (0.9, False)
+    assert (cfg["nesterov"].optimizer.momentum, cfg["nesterov"].optimizer.nesterov) == (0.9, True)
+    assert cfg["adamw"].optimizer.weight_decay == 1e-5
+
+
 def test_a_preset_still_takes_command_line_overrides():
     cfg = validate(compose(["experiment=selu_deep", "data=synthetic", "training.epochs=1"]))
     assert cfg.data.name.value == "synthetic" and cfg.training.epochs == 1
@@ -131,6 +171,19 @@ def test_compact_deep_form_and_variance_scaling_settings():
         (["optimizer.nesterov=true"], "optimizer.nesterov=True is not allowed: needs optimizer.momentum > 0"),
         (["data=synthetic", "data.validation_size=5000"], "data.validation_size=5000 is not allowed: must be < data.train_size"),
         (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed"),
+        (["model.residual=true", "model.residual_every=0"], "model.residual_every=0 is not allowed: must be >= 1"),
+        (["experiment=transfer", "model.residual=true"], "model.residual=True is not allowed: transfer=study reuses a chain of layers"),
+        (["normalization=layernorm", "normalization.input_bn=true"], "normalization.input_bn=True is not allowed: only normalization=batchnorm uses it"),
+        (["optimizer=adamw", "optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1 is not allowed: must be >= 0"),
+        (["optimizer=sgd", "optimizer.weight_decay=0.01"], "optimizer.weight_decay=0.01 is not allowed: only optimizer=adamw uses it"),
+        (["schedule=constant", "schedule.decay_rate=0.5"], "schedule.decay_rate=0.5 is not allowed: only schedule=exponential uses it"),
+        (["schedule=exponential", "schedule.decay_rate=1.5"], "schedule.decay_rate=1.5 is not allowed: must be in (0, 1)"),
+        (["schedule=piecewise", "schedule.boundaries=[5,5]", "schedule.factors=[1,1,1]"], "schedule.boundaries=[5, 5] is not allowed: increasing epochs, each >= 1"),
+        (["schedule=piecewise", "schedule.factors=[1,0.5]"], "schedule.factors=[1.0, 0.5] is not allowed: 3 factors, one more than boundaries"),
+        (["schedule=performance", "schedule.factor=1"], "schedule.factor=1.0 is not allowed: must be in (0, 1)"),
+        (["schedule=one_cycle", "schedule.div_factor=0.5"], "schedule.div_factor=0.5 is not allowed: must be >= 1"),
+        (["schedule=warmup_cosine", "schedule.warmup_fraction=null"], "schedule.warmup_fraction=None is not allowed: schedule=warmup_cosine needs a value"),
+        (["schedule=warmup_cosine", "schedule.alpha=2"], "schedule.alpha=2.0 is not allowed: must be in [0, 1]"),
     ],
 )  # fmt: skip
 def test_bad_values_fail_with_one_line_naming_the_key(overrides, message):

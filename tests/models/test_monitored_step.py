@@ -16,10 +16,17 @@ from experiments.models.monitored import (
     locate_failure,
 )
 
+# A plain net is a chain of layers (Sequential), a residual one a graph (functional; its
+# training step and safe loading are checked end to end in tests/test_train.py).
+KINDS = {"chain": [], "graph": ["model.residual=true", "model.residual_every=2"]}
 
-def make_model(widths=(16, 12), normalization=(), steps_per_execution=4, activation="relu"):
+
+def make_model(
+    widths=(16, 12), normalization=(), steps_per_execution=4, activation="relu", kind="chain"
+):
     return build_net(
         *hidden(list(widths)),
+        *KINDS[kind],
         "init=he_normal",
         f"activation={activation}",
         "optimizer=sgd",
@@ -128,8 +135,9 @@ def test_other_errors_of_the_training_step_are_not_swallowed():
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
-def test_forward_overflow_is_located_at_the_first_non_finite_block():
-    model = make_model(widths=(10, 10, 10, 10))
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_overflow_is_located_at_the_first_non_finite_block(kind):
+    model = make_model(widths=(10, 10, 10, 10), kind=kind)
     x, y = data(32)
     model.get_layer("hidden_03").kernel.assign(np.full((10, 10), 1e38, np.float32))
     where, block = locate_failure(model, tf.constant(x), tf.constant(y))

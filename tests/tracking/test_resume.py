@@ -7,7 +7,13 @@ import pytest
 from helpers.compose import compose
 from helpers.sweeps import EXPLODING, TINY, children
 
-from experiments.tracking.resume import SKIPPED_TAG_PREFIX, config_hash, group_hash
+from experiments.config.flatten import flatten
+from experiments.tracking.resume import (
+    ADDED_LATER,
+    SKIPPED_TAG_PREFIX,
+    config_hash,
+    group_hash,
+)
 
 
 def digest(*overrides: str) -> str:
@@ -32,8 +38,18 @@ def test_the_digest_follows_what_does_change_results():
         digest("data=synthetic", "clipping=norm"),
         digest("data=synthetic", "data.noise=0.5"),
         digest("data=fashion_mnist"),
+        digest("data=synthetic", "model.residual=true"),
+        digest("data=synthetic", "schedule=one_cycle"),
+        digest("data=synthetic", "optimizer=adamw"),
     }
-    assert base not in others and len(others) == 6
+    assert base not in others and len(others) == 9
+
+
+def test_keys_added_later_are_left_out_only_at_the_default_that_reproduces_earlier_runs():
+    """Each key of ADDED_LATER exists, and its neutral value is the default a config gets
+    when it does not use the key: the earlier digests then hold (test below)."""
+    defaults = flatten(compose([]))
+    assert {key: defaults[key] for key in ADDED_LATER} == ADDED_LATER
 
 
 def test_the_group_digest_is_the_digest_without_the_seed():

@@ -132,6 +132,11 @@ def test_each_phase_logs_its_own_optimizer(done):
     # Frozen: only the sigmoid unit trains (16 weights + 1 bias); unfrozen: everything.
     assert params["freeze.trainable_params"] == "17"
     assert params["finetune.trainable_params"] == str(28 * 28 * 32 + 32 + 32 * 16 + 16 + 17)
+    # The rate each epoch used: each phase compiles its own optimizer.
+    rates = done.ws.client().get_metric_history(done.children["B_on_A"].info.run_id, "lr")
+    assert [m.value for m in sorted(rates, key=lambda m: m.step)] == pytest.approx(
+        [0.05] * FREEZE + [0.001] * FINETUNE
+    )
     baseline = done.children["baseline_B"].data.params
     assert float(baseline["baseline.optimizer_config.learning_rate"]) == pytest.approx(0.05)
     assert done.children["pretrain_A"].data.params["pretrain.epochs"] == "3"

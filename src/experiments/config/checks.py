@@ -15,6 +15,7 @@ import re
 import typing
 from dataclasses import fields, is_dataclass
 from enum import Enum
+from itertools import pairwise
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +24,7 @@ from experiments.config.flatten import flatten
 from experiments.config.registry import Options
 from experiments.config.schema import GROUP_OPTIONS, Config
 from experiments.data import DataName
+from experiments.training.schedules import ScheduleConfig
 from experiments.transfer.options import TransferName, first_unfrozen_block
 
 
@@ -89,6 +91,11 @@ def _at_least(key: str, value: int | None, low: int) -> None:
         _fail(key, value, f"must be >= {low}")
 
 
+def _at_least_zero(key: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        _fail(key, value, "must be >= 0")
+
+
 def _in_unit_interval(key: str, value: float | None, *, closed_low: bool) -> None:
     if value is None:
         return
@@ -118,6 +125,9 @@ def check(cfg: Config) -> Config:
     _in_unit_interval("optimizer.rho", opt.rho, closed_low=False)
     if opt.nesterov and not opt.momentum:
         _fail("optimizer.nesterov", opt.nesterov, "needs optimizer.momentum > 0")
+    _at_least_zero("optimizer.initial_accumulator_value", opt.initial_accumulator_value)
+    _at_least_zero("optimizer.weight_decay", opt.weight_decay)
+    _check_schedule(cfg.schedule)
 
     model = cfg.model
     if not model.hidden and model.repeat == 0:
@@ -129,6 +139,8 @@ def check(cfg: Config) -> Config:
             _fail(f"model.hidden[{i}]", width, "layer sizes must be >= 1")
     _at_least("model.repeat", model.repeat, 0)
     _at_least("model.repeat_width", model.repeat_width, 1)
+    _at_least("model.residual_every", model.residual_every, 1)
+    _positive("model.residual_scale", model.residual_scale)
 
     data = cfg.data
     _at_least("data.validation_size", data.validation_size, 1)
@@ -169,6 +181,32 @@ def check(cfg: Config) -> Config:
     return cfg
 
 
+def _check_schedule(schedule: ScheduleConfig) -> None:
+    _in_unit_interval("schedule.decay_rate", schedule.decay_rate, closed_low=False)
+    _positive("schedule.decay_epochs", schedule.decay_epochs)
+    if schedule.boundaries is not None:
+        bounds = list(schedule.boundaries)
+        if not bounds or bounds[0] < 1 or any(b <= a for a, b in pairwise(bounds)):
+            _fail("schedule.boundaries", bounds, "increasing epochs, each >= 1")
+        factors = list(schedule.factors or [])
+        if len(factors) != len(bounds) + 1:
+            _fail(
+                "schedule.factors", factors, f"{len(bounds) + 1} factors, one more than boundaries"
+            )
+        for i, factor in enumerate(factors):
+            _positive(f"schedule.factors[{i}]", factor)
+    _in_unit_interval("schedule.factor", schedule.factor, closed_low=False)
+    _at_least("schedule.patience", schedule.patience, 0)
+    for key in ("div_factor", "final_div_factor"):
+        value = getattr(schedule, key)
+        if value is not None and not (math.isfinite(value) and value >= 1):
+            _fail(f"schedule.{key}", value, "must be >= 1")
+    _in_unit_interval("schedule.annealing_fraction", schedule.annealing_fraction, closed_low=True)
+    _in_unit_interval("schedule.warmup_fraction", schedule.warmup_fraction, closed_low=True)
+    if schedule.alpha is not None and not 0 <= schedule.alpha <= 1:
+        _fail("schedule.alpha", schedule.alpha, "must be in [0, 1]")
+
+
 def _check_transfer(cfg: Config) -> None:
     t = cfg.transfer
     study_only = ("source_run_id", "source", "register_as", "register_alias")
@@ -177,6 +215,12 @@ def _check_transfer(cfg: Config) -> None:
             if getattr(t, key) is not None:
                 _fail(f"transfer.{key}", getattr(t, key), "only transfer=study uses it")
         return
+    if cfg.model.residual:
+        _fail(
+            "model.residual",
+            True,
+            "transfer=study reuses a chain of layers: use model.residual=false",
+        )
     classes = list(t.task_b_classes)
     n_classes = cfg.data.num_classes if cfg.data.name is DataName.synthetic else 10
     if n_classes - 2 < 2:

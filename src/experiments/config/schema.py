@@ -3,7 +3,7 @@
 Hydra merges every YAML option into these dataclasses, so a misspelt key or a value of
 the wrong type fails at compose time with the key's full name, and an Enum field lists
 its allowed values. The groups whose options build something (init, activation,
-normalization, clipping, optimizer, data, transfer) keep their schema beside their
+normalization, clipping, optimizer, schedule, data, transfer) keep their schema beside their
 builders, in an `Options` registry (`config.registry`); the rest are plain settings and
 live here. Range checks that OmegaConf cannot express are in `config.checks`.
 
@@ -14,6 +14,7 @@ bad value) import it and nothing of TensorFlow or MLflow.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -29,7 +30,16 @@ from experiments.training.optimizers import (
     ClippingConfig,
     OptimizerConfig,
 )
+from experiments.training.schedules import SCHEDULES, ScheduleConfig
 from experiments.transfer.options import TRANSFERS, TransferConfig
+
+
+class ResidualStyle(str, Enum):
+    # He et al. 2016 (identity mappings): each block is [norm] -> act -> Dense and the
+    # sum is left as it is, y = x + F(x): the shortcuts form a clean path to the input.
+    pre = "pre"
+    # He et al. 2015: the shortcut joins the last block's pre-activation, y = act(x + F(x)).
+    post = "post"
 
 
 @dataclass
@@ -39,6 +49,13 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [300, 100])
     repeat: int = 0
     repeat_width: int = 100
+    # Skip connections around every `residual_every` hidden blocks (models.blocks).
+    residual: bool = False
+    residual_every: int = 2
+    residual_style: ResidualStyle = ResidualStyle.pre
+    # The branch's factor, x + scale * F(x); null: 1/sqrt(number of skips), which keeps an
+    # unnormalized residual net's activations at their scale at initialization.
+    residual_scale: float | None = None
 
     def hidden_sizes(self) -> list[int]:
         return list(self.hidden) + [self.repeat_width] * self.repeat
@@ -93,6 +110,7 @@ class Config:
     normalization: NormalizationConfig = MISSING
     clipping: ClippingConfig = MISSING
     optimizer: OptimizerConfig = MISSING
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = MISSING
     tracking: TrackingConfig = MISSING
     transfer: TransferConfig = field(default_factory=TransferConfig)
@@ -106,6 +124,7 @@ GROUP_OPTIONS: dict[str, Options] = {
     "normalization": NORMALIZATIONS,
     "clipping": CLIPPINGS,
     "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
     "data": DATASETS,
     "transfer": TRANSFERS,
 }

@@ -31,6 +31,7 @@ import tensorflow as tf
 from experiments.diagnostics.record import GRAD_STATS
 from experiments.models.activations import RELU_LIKE, SATURATING
 from experiments.models.naming import ACTIVATION, parse_layer_name
+from experiments.models.taps import Taps
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +92,26 @@ def probe_batch(
 class Probe:
     """The compiled statistics of one model on one fixed batch."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, activation: str):
+    def __init__(
+        self,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        activation: str,
+        compiled: bool = True,
+    ):
         self.model = model
         self.blocks = hidden_blocks(model)
         self.activation = activation
         self.stats = applicable_stats(activation)
+        # Each block's pre-activation s_l (its activation layer's input) and output a_l.
+        activations = [b.activation for b in self.blocks]
+        self._taps = Taps(model, inputs_of=activations, outputs_of=activations)
         self.x = tf.constant(x)
         self.y = tf.constant(y)
-        # Python loops over layers only: nothing for autograph to convert.
-        self._compiled = tf.function(self._compute, autograph=False)
+        # Python loops over layers only: nothing for autograph to convert. A probe run
+        # once (a measurement at initialization) is quicker eagerly than traced.
+        self._run = tf.function(self._compute, autograph=False) if compiled else self._compute
 
     @property
     def size(self) -> int:
@@ -107,30 +119,16 @@ class Probe:
 
     def __call__(self) -> dict[str, np.ndarray]:
         """One value per hidden block for each applicable statistic."""
-        return {k: v.numpy().astype(np.float64) for k, v in self._compiled().items()}
+        return {k: v.numpy().astype(np.float64) for k, v in self._run().items()}
 
     def _compute(self) -> dict[str, tf.Tensor]:
-        act_layers = {id(b.activation): b.index for b in self.blocks}
-        pre: dict[int, tf.Tensor] = {}
-        post: dict[int, tf.Tensor] = {}
         kernels = [b.dense.kernel.value for b in self.blocks]  # the tf.Variables
         with tf.GradientTape() as tape:
             # Watched explicitly: frozen (non-trainable) layers are not watched by default.
             tape.watch(kernels)
-            outputs = self.x
-            for layer in self.model.layers:
-                block = act_layers.get(id(layer))
-                if block is not None:
-                    tape.watch(outputs)
-                    pre[block] = outputs
-                outputs = layer(outputs, training=False)
-                if block is not None:
-                    post[block] = outputs
+            outputs, pre_acts, acts = self._taps(self.x, training=False, watch=tape.watch)
             loss = self.model.compute_loss(x=self.x, y=self.y, y_pred=outputs, training=False)
-        order = [b.index for b in self.blocks]
-        d_kernel, d_signal = tape.gradient(loss, (kernels, [pre[i] for i in order]))
-        pre_acts = [pre[i] for i in order]
-        acts = [post[i] for i in order]
+        d_kernel, d_signal = tape.gradient(loss, (kernels, pre_acts))
         values = {
             "grad/kernel_norm": _per_tensor(_norm, d_kernel),
             "grad/signal_std": _per_tensor(_std, d_signal),

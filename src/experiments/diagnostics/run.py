@@ -15,7 +15,7 @@ from experiments.config.schema import DiagnosticsConfig
 from experiments.diagnostics.callback import DiagnosticsCallback
 from experiments.diagnostics.probe import Probe, probe_batch
 from experiments.diagnostics.record import FOLDER, DiagnosticsRecord
-from experiments.models.monitored import MonitoredSequential, StepMonitor
+from experiments.models.monitored import MonitoredStep, StepMonitor
 from experiments.training.loop import Outcome
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class RunDiagnostics:
         x, y = probe_batch(x_val, y_val, cfg.probe_size, seed)
         probe = Probe(model, x, y, activation)
         monitor = None
-        if cfg.step_norm and isinstance(model, MonitoredSequential):
+        if cfg.step_norm and isinstance(model, MonitoredStep):
             monitor = StepMonitor()
             model.attach_monitor(monitor)
         elif cfg.step_norm:

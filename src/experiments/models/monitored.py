@@ -1,8 +1,9 @@
 """The training step's own gradient check: global norm (pre-clip) and a non-finite stop.
 
 Keras 3 has no hook between computing the gradients and applying them, so
-`MonitoredSequential` overrides `train_step`. With no `StepMonitor` attached it runs
-Keras' own step unchanged; with one attached, every step also
+`MonitoredStep` overrides `train_step`, for a chain of layers (`MonitoredSequential`) and
+for a graph with skip connections (`MonitoredFunctional`) alike. With no `StepMonitor`
+attached it runs Keras' own step unchanged; with one attached, every step also
 
 - adds the global gradient norm, taken before the optimizer clips, to the epoch's sum
   and maximum (one squared norm per variable: the cheapest exact form in a TF graph);
@@ -36,6 +37,7 @@ from keras.src.losses import loss as loss_module
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from experiments.models.naming import block_of_layer, block_of_variable
+from experiments.models.taps import Taps
 
 # Messages of the two checks, found again in the error they raise.
 NON_FINITE_LOSS = "gradient_lab: non-finite loss"
@@ -132,17 +134,18 @@ def locate_failure(model: keras.Model, x, y) -> tuple[str | None, int | None]:
     """
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
     state = [(v, v.numpy()) for v in model.non_trainable_variables]
+    block_layers = [layer for layer in model.layers if block_of_layer(layer.name)]
+    taps = Taps(model, outputs_of=block_layers)
     try:
         with tf.GradientTape() as tape:
-            outputs = x
-            forward_block = None
-            for layer in model.layers:
-                outputs = layer(outputs, training=True)
-                block = block_of_layer(layer.name)
-                finite = bool(tf.reduce_all(tf.math.is_finite(outputs)))
-                if block and forward_block is None and not finite:
-                    forward_block = block
+            outputs, _, block_outputs = taps(x, training=True)
             loss = model.compute_loss(x=x, y=y, y_pred=outputs, training=True)
+        non_finite = [
+            block_of_layer(layer.name)
+            for layer, value in zip(block_layers, block_outputs, strict=True)
+            if not bool(tf.reduce_all(tf.math.is_finite(value)))
+        ]
+        forward_block = min(non_finite, default=None)
         weights = model.trainable_weights
         gradients = tape.gradient(loss, weights)
     finally:
@@ -157,11 +160,9 @@ def locate_failure(model: keras.Model, x, y) -> tuple[str | None, int | None]:
     return "backward", first_block_back_propagation_broke([p for p, _ in pairs], squared)
 
 
-@keras.saving.register_keras_serializable(package="gradient_lab")
-class MonitoredSequential(keras.Sequential):
-    """A Sequential model whose training step reports to a `StepMonitor` when one is
-    attached. Registered, so a saved `.keras` file loads with Keras' safe loading once
-    this module is imported (`experiments.models.blocks` imports it)."""
+class MonitoredStep:
+    """The training step of a Keras model, reporting to a `StepMonitor` when one is
+    attached; mixed in before the model class (see the two below)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -250,3 +251,16 @@ class MonitoredSequential(keras.Sequential):
             monitor.steps.assign_add(1)
         # Accuracy is not held back: a failing step may count in the epoch's accuracy.
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+# Registered, so a saved `.keras` file loads with Keras' safe loading once this module is
+# imported (`experiments.models.blocks` imports it).
+@keras.saving.register_keras_serializable(package="gradient_lab")
+class MonitoredSequential(MonitoredStep, keras.Sequential):
+    """A chain of layers (the plain nets) with the monitored training step."""
+
+
+@keras.saving.register_keras_serializable(package="gradient_lab")
+class MonitoredFunctional(MonitoredStep, keras.Model):
+    """A functional graph (the residual nets) with the monitored training step; built as
+    `MonitoredFunctional(inputs, outputs, name=...)`."""

@@ -1,12 +1,18 @@
 """The one naming scheme of hidden blocks, for layers and for metrics.
 
 Layers: hidden block NN (numbered from the input, from 1) is the Dense layer `hidden_NN`,
-its activation `hidden_NN_act` and its normalization `hidden_NN_bn`; NN has two digits
-at least, so the names sort. Metrics: statistic `grad/signal_std` of block NN is
-`layers/grad/signal_std/layer_NN`, NN with three digits once the net has 100 blocks or
-more. The `layers/` prefix keeps a deep net's hundreds of per-layer series together, in
-one section of the MLflow UI, apart from the run's headline metrics; runs recorded
-before it have `grad/signal_std/layer_NN`, which `parse_layer_metric` still reads.
+its activation `hidden_NN_act` and its normalization `hidden_NN_bn` (BatchNormalization)
+or `hidden_NN_ln` (LayerNormalization); NN has two digits at least, so the names sort.
+A skip connection that ends at block NN adds its shortcut there (`hidden_NN_add`), through
+a linear projection `hidden_NN_skip` when the widths differ, and its branch scaled by
+`hidden_NN_scale` when the scale is not 1. Every layer of a block, skip layers included,
+belongs to that block (`block_of_layer`), so gradients and failures name it.
+
+Metrics: statistic `grad/signal_std` of block NN is `layers/grad/signal_std/layer_NN`, NN
+with three digits once the net has 100 blocks or more, so the MLflow UI sorts a deep net's
+layers. The `layers/` prefix keeps their hundreds of series together, in one section of
+the UI, apart from the run's headline metrics; runs recorded before it have
+`grad/signal_std/layer_NN`, which `parse_layer_metric` still reads.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ import re
 PREFIX = "hidden_"
 ACTIVATION = "act"
 BATCHNORM = "bn"
+LAYERNORM = "ln"
+SKIP = "skip"
+ADD = "add"
+SCALE = "scale"
 _LAYER = re.compile(r"^hidden_(\d+)(?:_([a-z]+))?$")
 _METRIC_LABEL = re.compile(r"^layer_(\d+)$")
 LAYER_METRICS = "layers"

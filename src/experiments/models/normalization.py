@@ -1,5 +1,13 @@
 """Normalization inside the hidden blocks (the `normalization` group): its schema and one
-builder per option. A builder returns the block's normalization layer, or None."""
+builder per option. A builder returns the block's normalization layer, or None.
+
+BatchNormalization (Ioffe & Szegedy 2015) normalizes each unit over the batch and keeps
+moving statistics for inference; LayerNormalization (Ba et al. 2016) normalizes each
+example over the block's units, the same way in training and inference, whatever the
+batch. Only BN cancels the bias of a Dense layer right before it (it subtracts each
+unit's batch mean); LN subtracts one mean per example, across units, which leaves a
+per-unit bias in place.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from experiments.config.registry import Options
+from experiments.models.naming import BATCHNORM, LAYERNORM, block_name
 
 NORMALIZATIONS = Options("normalization")
 
@@ -23,12 +32,24 @@ def batchnorm(cfg: NormalizationConfig, name: str):
     return keras.layers.BatchNormalization(name=name)
 
 
+@NORMALIZATIONS.register("layernorm", uses={"position"})
+def layernorm(cfg: NormalizationConfig, name: str):
+    import keras
+
+    return keras.layers.LayerNormalization(name=name)
+
+
 NormalizationName = NORMALIZATIONS.enum("NormalizationName", __name__)
+
+# The role of each option's layer in a block's layer names (`hidden_07_bn`, `hidden_07_ln`).
+ROLES = {"none": BATCHNORM, "batchnorm": BATCHNORM, "layernorm": LAYERNORM}
+# Options whose layer, right after a Dense layer, makes that layer's bias useless.
+CANCELS_BIAS = frozenset({"batchnorm"})
 
 
 class Position(str, Enum):
     after = "after"  # the activation
-    before = "before"  # the activation; the Dense layer then has no bias
+    before = "before"  # the activation; with batchnorm the Dense layer then has no bias
 
 
 @dataclass
@@ -41,3 +62,8 @@ class NormalizationConfig:
 
 def make_normalization(cfg: NormalizationConfig, name: str):
     return NORMALIZATIONS.build(cfg.name, cfg, name)
+
+
+def block_normalization(cfg: NormalizationConfig, block: int):
+    """Hidden block `block`'s normalization layer, named by its role, or None."""
+    return make_normalization(cfg, block_name(block, ROLES[cfg.name.value]))

@@ -59,9 +59,7 @@ class TrialReporter(keras.callbacks.Callback):
         self.trial.study.tell(self.trial.number, state=TrialState.PRUNED)
         if diagnostics is not None:
             session.log_files(diagnostics.write_artifacts(session.output_dir))
-        session.log_files(
-            write_model_artifacts(model, outcome.history, session.output_dir)
-        )
+        session.log_files(write_model_artifacts(model, outcome.history, session.output_dir))
         session.set_tags({TRIAL_STATE_TAG: PRUNED, "pruned_epoch": self.pruned_epoch})
         reason = (
             f"pruned at epoch {self.pruned_epoch} by {type(self.trial.study.pruner).__name__} "

@@ -28,8 +28,8 @@ def model_summary(model) -> str:
 def write_model_artifacts(
     model, history: dict[str, list[float]], output_dir: Path
 ) -> list[tuple[Path, str | None]]:
-    """Model summary and learning curves (the model itself is the run's Logged Model:
-    tracking.logged_model)."""
+    """Model summary, learning curves and, under a schedule, the rate of every step (the
+    model itself is the run's Logged Model: tracking.logged_model)."""
     from experiments.figures import learning_curves
 
     summary_path = output_dir / "model_summary.txt"
@@ -37,4 +37,9 @@ def write_model_artifacts(
     written = [(summary_path, None)]
     if history:
         written.append((learning_curves(history, output_dir / "learning_curves.png"), "plots"))
+    if getattr(model, "optimizer", None) is not None:
+        from experiments.training.schedules import write_rate_plot
+
+        rates = write_rate_plot(model.optimizer, output_dir / "learning_rate.png")
+        written += [(rates, "plots")] if rates else []
     return written

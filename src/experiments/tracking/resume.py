@@ -44,6 +44,29 @@ IGNORED_KEYS = (
 # then is still resumed). A new key goes here with its neutral value.
 ADDED_LATER: dict[str, object] = {
     "transfer.source": None,
+    "model.residual": False,
+    "model.residual_every": 2,
+    "model.residual_style": "pre",
+    "model.residual_scale": None,
+    "optimizer.initial_accumulator_value": None,
+    "optimizer.weight_decay": None,
+    "schedule.name": "constant",
+    **{
+        f"schedule.{key}": None
+        for key in (
+            "decay_rate",
+            "decay_epochs",
+            "boundaries",
+            "factors",
+            "factor",
+            "patience",
+            "div_factor",
+            "final_div_factor",
+            "annealing_fraction",
+            "warmup_fraction",
+            "alpha",
+        )
+    },  # fmt: skip
 }
 
 

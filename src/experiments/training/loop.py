@@ -14,6 +14,7 @@ import numpy as np
 from experiments.config.schema import Config, TrainingConfig
 from experiments.data import Splits
 from experiments.training.optimizers import make_optimizer
+from experiments.training.schedules import RunSteps, make_schedule
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -39,8 +40,29 @@ def compile_model(
     )
 
 
-def compiled_model(cfg: Config, splits: Splits) -> tuple[keras.Model, keras.optimizers.Optimizer]:
-    """The run's model from its config groups, seeded first, compiled with its optimizer."""
+def run_steps(train_size: int, training: TrainingConfig, epochs: int) -> RunSteps:
+    """The steps a fit of `epochs` epochs takes, as Keras counts them."""
+    per_epoch = math.ceil(train_size / training.batch_size)
+    if training.steps_per_epoch is not None:
+        per_epoch = min(per_epoch, training.steps_per_epoch)
+    return RunSteps(per_epoch, epochs)
+
+
+def scheduled_optimizer(
+    cfg: Config, steps: RunSteps, learning_rate: float | None = None
+) -> tuple[keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
+    """The config's optimizer with its rate schedule over `steps` (from `learning_rate`,
+    else the config's), and the callbacks the schedule needs during `fit`."""
+    rate = cfg.optimizer.learning_rate if learning_rate is None else learning_rate
+    schedule = make_schedule(cfg.schedule, rate, steps)
+    return make_optimizer(cfg.optimizer, cfg.clipping, schedule.learning_rate), schedule.callbacks
+
+
+def compiled_model(
+    cfg: Config, splits: Splits
+) -> tuple[keras.Model, keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
+    """The run's model from its config groups, seeded first, compiled with its optimizer;
+    also the callbacks its learning-rate schedule needs during `fit`."""
     from experiments.models.blocks import build_model
 
     seed_everything(cfg.training.seed)
@@ -52,9 +74,10 @@ def compiled_model(cfg: Config, splits: Splits) -> tuple[keras.Model, keras.opti
         splits.input_shape,
         splits.num_classes,
     )
-    optimizer = make_optimizer(cfg.optimizer, cfg.clipping)
+    steps = run_steps(len(splits.y_train), cfg.training, cfg.training.epochs)
+    optimizer, callbacks = scheduled_optimizer(cfg, steps)
     compile_model(model, optimizer, cfg.training)
-    return model, optimizer
+    return model, optimizer, callbacks
 
 
 def optimizer_params(optimizer: keras.optimizers.Optimizer) -> dict[str, object]:
@@ -80,7 +103,9 @@ class Outcome:
 class EpochLogger(keras.callbacks.Callback):
     """Per-epoch metrics with `step=epoch` in one batched call, and a stop at the first
     non-finite loss (checked at every compiled call, i.e. every steps_per_execution
-    steps, where Keras hands back the running loss)."""
+    steps, where Keras hands back the running loss). `lr` is the learning rate of the
+    epoch's first step, as the optimizer computes it (a schedule's value at that step;
+    what a callback such as ReduceLROnPlateau set at the end of the previous epoch)."""
 
     def __init__(
         self,
@@ -97,6 +122,7 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -110,6 +136,7 @@ class EpochLogger(keras.callbacks.Callback):
         step = epoch + self.step_offset
         values = {k: float(v) for k, v in (logs or {}).items() if k in EPOCH_METRICS}
         values["epoch_seconds"] = time.perf_counter() - self._started
+        values["lr"] = self._rate
         self.log_metrics(values, step)
         for key, value in values.items():
             self.outcome.history.setdefault(key, []).append(value)

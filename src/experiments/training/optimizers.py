@@ -75,6 +75,33 @@ def rmsprop(cfg: OptimizerConfig, **common):
     return keras.optimizers.RMSprop(rho=cfg.rho, momentum=cfg.momentum, **common)
 
 
+@OPTIMIZERS.register("adagrad", uses={"initial_accumulator_value"})
+def adagrad(cfg: OptimizerConfig, **common):
+    import keras
+
+    return keras.optimizers.Adagrad(
+        initial_accumulator_value=cfg.initial_accumulator_value, **common
+    )
+
+
+@OPTIMIZERS.register("adamax", uses={"beta_1", "beta_2"})
+def adamax(cfg: OptimizerConfig, **common):
+    import keras
+
+    return keras.optimizers.Adamax(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
+
+
+@OPTIMIZERS.register("adamw", uses={"beta_1", "beta_2", "weight_decay"})
+def adamw(cfg: OptimizerConfig, **common):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): each step also takes
+    learning_rate * weight_decay * w off every weight, outside the adaptive update."""
+    import keras
+
+    return keras.optimizers.AdamW(
+        weight_decay=cfg.weight_decay, beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common
+    )
+
+
 OptimizerName = OPTIMIZERS.enum("OptimizerName", __name__)
 
 
@@ -87,9 +114,13 @@ class OptimizerConfig:
     beta_1: float | None = None
     beta_2: float | None = None
     rho: float | None = None
+    initial_accumulator_value: float | None = None
+    weight_decay: float | None = None
 
 
-def make_optimizer(cfg: OptimizerConfig, clipping: ClippingConfig):
-    """The optimizer with its learning rate and the clipping's arguments."""
-    common = {"learning_rate": cfg.learning_rate, **CLIPPINGS.build(clipping.name, clipping)}
+def make_optimizer(cfg: OptimizerConfig, clipping: ClippingConfig, learning_rate=None):
+    """The optimizer with the clipping's arguments and its learning rate: `learning_rate`
+    when given (a schedule's, see `training.schedules`), else the config's number."""
+    rate = cfg.learning_rate if learning_rate is None else learning_rate
+    common = {"learning_rate": rate, **CLIPPINGS.build(clipping.name, clipping)}
     return OPTIMIZERS.build(cfg.name, cfg, **common)

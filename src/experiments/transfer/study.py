@@ -11,7 +11,6 @@ study's own run carries the most severe of its phases' gradient verdicts.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,12 +124,10 @@ class Study:
         step_offset: int = 0,
         extra_metrics: dict[str, float] | None = None,
     ) -> training.Outcome:
-        """Compile with a fresh optimizer (params logged under `<phase>.`), then fit;
-        steps continue from `step_offset`."""
-        opt_cfg = self.cfg.optimizer
-        if learning_rate is not None:
-            opt_cfg = dataclasses.replace(opt_cfg, learning_rate=learning_rate)
-        optimizer = make_optimizer(opt_cfg, self.cfg.clipping)
+        """Compile with a fresh optimizer (params logged under `<phase>.`), its rate
+        schedule over this phase's epochs, then fit; steps continue from `step_offset`."""
+        steps = training.run_steps(len(splits.y_train), self.cfg.training, epochs)
+        optimizer, schedule_callbacks = training.scheduled_optimizer(self.cfg, steps, learning_rate)
         training.compile_model(model, optimizer, self.cfg.training, loss=loss)
         params = {
             f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()
@@ -148,7 +145,7 @@ class Study:
             self.cfg.training,
             log_metrics,
             session.output_dir,
-            extra_callbacks=diagnostics.callbacks if diagnostics else None,
+            extra_callbacks=schedule_callbacks + (diagnostics.callbacks if diagnostics else []),
             step_offset=step_offset,
             epochs=epochs,
         )
