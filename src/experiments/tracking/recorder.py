@@ -12,6 +12,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from experiments.tracking.uninterrupted import held
+
 # MLflow's limits on one log_batch call.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
@@ -27,12 +29,14 @@ def _text(value: Any) -> str:
 
 @dataclass
 class RunRecorder:
-    """One MLflow run: batched params, metrics by epoch, tags, artifacts, its end."""
+    """One MLflow run: batched params, metrics by epoch, tags, artifacts, its end; each
+    write whole, whatever signal comes meanwhile (tracking.uninterrupted)."""
 
     client: MlflowClient
     run_id: str
 
     @classmethod
+    @held
     def start(
         cls,
         client: MlflowClient,
@@ -47,12 +51,14 @@ class RunRecorder:
         run = client.create_run(experiment_id, run_name=name, tags=all_tags)
         return cls(client, run.info.run_id)
 
+    @held
     def log_params(self, params: dict[str, Any]) -> None:
         # Null fields are options the chosen group option does not use: left out.
         items = [Param(k, _text(v)[:6000]) for k, v in params.items() if v is not None]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
 
+    @held
     def log_metrics(
         self, metrics: dict[str, float], step: int = 0, timestamp_ms: int | None = None
     ) -> None:
@@ -63,12 +69,15 @@ class RunRecorder:
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=items[i : i + MAX_METRICS_PER_BATCH])
 
+    @held
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
 
+    @held
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    @held
     def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
         """Dataset inputs, each a dict of MLflow's Dataset fields plus its `context`."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -84,12 +93,14 @@ class RunRecorder:
         ]
         self.client.log_inputs(self.run_id, datasets=inputs)
 
+    @held
     def log_model(self, folder: Path, step: int, linked_keys: list[str]) -> None:
         """The model saved in `folder` (tracking.logged_model.save) as the run's Logged Model."""
         from experiments.tracking.logged_model import upload
 
         upload(self.client, self.run_id, folder, step, linked_keys)
 
+    @held
     def end(self, status: str, reason: str | None = None) -> None:
         """FINISHED, FAILED or KILLED; a reason lands in the `failure_reason` tag."""
         if reason:
