@@ -17,14 +17,11 @@ net: about 45 s on 2 quiet CPU cores, several times that when they are shared.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import data_dir, python
+from benchmarks.common import data_dir, python, sweep_then_summarize
 
 PRESETS = ("relu_deep", "selu_deep", "residual_deep", "layernorm_deep")
 EXPERIMENT = "deep-remedies"
@@ -151,24 +148,15 @@ def print_table(rows: list[dict[str, object]]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def print_tables(uri: str) -> None:
+    print_table(summarize(uri))
+    print("\n| test accuracy | difference | 95% Welch t-interval | p |\n| --- | --- | --- | --- |")
+    for b, a, diff, low, high, p in differences(uri):
+        print(f"| `{b}` - `{a}` | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] | {p:.3f} |")
+
+
 def main(seeds: str = SEEDS) -> None:
-    if data_dir() is None:
-        print("skipped: set FASHION_MNIST_DIR to the Fashion-MNIST IDX folder")
-        return
-    kept = os.environ.get("GRADLAB_BENCH_DIR")
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(kept or scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        run_sweep(folder, seeds)
-        print(f"sweep over seeds {seeds}: {time.perf_counter() - started:.0f} s")
-        uri = f"sqlite:///{folder / 'mlflow.db'}"
-        print_table(summarize(uri))
-        print(
-            "\n| test accuracy | difference | 95% Welch t-interval | p |\n| --- | --- | --- | --- |"
-        )
-        for b, a, diff, low, high, p in differences(uri):
-            print(f"| `{b}` - `{a}` | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] | {p:.3f} |")
+    sweep_then_summarize(run_sweep, print_tables, seeds)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.common import data_dir, sweep_then_summarize
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SEEDS = "42,43,44"
@@ -43,6 +43,7 @@ def run_sweep(folder: Path, seeds: str) -> None:
         "-m",
         "experiment=transfer",
         f"training.seed={seeds}",
+        f"data.dir={data_dir()}",
         "training.verbose=0",
         f"hydra.sweep.dir={folder}/multirun",
     ]
@@ -92,17 +93,7 @@ def print_table(rows: list[dict[str, float]]) -> None:
 
 
 def main(seeds: str = SEEDS) -> None:
-    if not os.environ.get("FASHION_MNIST_DIR"):
-        print("skipped: set FASHION_MNIST_DIR to the Fashion-MNIST IDX folder")
-        return
-    kept = os.environ.get("GRADLAB_BENCH_DIR")
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(kept or scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        run_sweep(folder, seeds)
-        print(f"sweep over seeds {seeds}: {time.perf_counter() - started:.0f} s")
-        print_table(summarize(f"sqlite:///{folder / 'mlflow.db'}"))
+    sweep_then_summarize(run_sweep, lambda uri: print_table(summarize(uri)), seeds)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ GROUP_ORDER = (
     "normalization",
     "clipping",
     "optimizer",
+    "schedule",
     "training",
     "transfer",
 )
