@@ -79,6 +79,7 @@ def test_invalid_value_is_one_line_and_a_non_zero_exit_without_tensorflow(tmp_pa
     assert not (tmp_path / "mlflow.db").exists()  # nothing was recorded for a config that never ran
 
 
+@pytest.mark.slow
 def test_missing_data_is_one_line_naming_the_file_and_how_to_supply_it(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

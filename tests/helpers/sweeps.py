@@ -30,12 +30,14 @@ TINY = [
 # A learning rate that makes the loss non-finite in the first epoch (value clipping at
 # 1e30 clips nothing).
 EXPLODING = ["clipping=value", "clipping.threshold=1e30", "optimizer.learning_rate=1e12"]
-# The load the issue names: 16 short jobs, 4 at a time.
+# The load the issue names: 16 short jobs, 4 at a time (without the diagnostics'
+# figures, which the load checks do not read: a second apiece).
 LOAD_SWEEP = [
     "-m",
     "hydra/launcher=joblib",
     "hydra.launcher.n_jobs=4",
     *TINY,
+    "diagnostics.plots=false",
     "training.seed=range(16)",
 ]
 
@@ -231,6 +233,7 @@ def load_search(storage: str) -> list[str]:
         "hydra.launcher.n_jobs=4",
         search_params(**{"training.seed": "range(0,16)"}),
         *TINY,
+        "diagnostics.plots=false",
     ]
 
 

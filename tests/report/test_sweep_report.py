@@ -16,6 +16,7 @@ from experiments.report.groups import COMPARISON_COLUMNS, GROUP_COLUMNS
 
 
 @pytest.mark.xdist_group("small_sweep")
+@pytest.mark.slow
 def test_every_multirun_ends_with_its_report_on_the_parent_run(small_sweep):
     workspace = small_sweep
     runs = workspace.runs()
@@ -51,6 +52,7 @@ def test_every_multirun_ends_with_its_report_on_the_parent_run(small_sweep):
 
 
 @pytest.mark.xdist_group("small_sweep")
+@pytest.mark.slow
 def test_log_sweep_report_rebuilds_a_sweeps_report_on_demand(small_sweep, tmp_path):
     (parent,) = [r for r in small_sweep.runs() if r.data.tags.get("sweep") == "true"]
     html = report.log_sweep_report(small_sweep.client(), parent.info.run_id, tmp_path / "again")

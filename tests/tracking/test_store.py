@@ -28,6 +28,7 @@ def tables(path: Path) -> list[str]:
         return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_store_at_once_all_get_it_whole(tmp_path):
     """Four processes start together in an empty folder (as four `python -m
     experiments.train ... &` do): MLflow's migrations would race; under the store lock
@@ -60,6 +61,7 @@ def half_migrate(path: Path) -> None:
         con.commit()
 
 
+@pytest.mark.slow
 def test_a_half_migrated_store_without_runs_is_made_anew(workspace, capsys):
     """Before, every later run, the report and MlflowClient failed on such a store."""
     db = workspace.folder / "mlflow.db"
@@ -72,6 +74,7 @@ def test_a_half_migrated_store_without_runs_is_made_anew(workspace, capsys):
     assert len(kept) == 1 and "_alembic_tmp_experiments" in tables(kept[0])
 
 
+@pytest.mark.slow
 def test_a_half_migrated_store_with_runs_keeps_them(workspace):
     """A store that holds runs is never thrown away: a copy is kept, then MLflow's own
     `mlflow db upgrade` finishes the schema, or the command says in one line what to do.

@@ -25,8 +25,9 @@ STUDY = [
     f"transfer.finetune_epochs={FINETUNE}",
 ]
 
-# One worker runs the whole module, so its module-scoped fixtures are built once.
-pytestmark = pytest.mark.xdist_group("transfer.test_study")
+# One worker runs the whole module, so its module-scoped fixtures are built once; slow:
+# the shared study trains three models end to end.
+pytestmark = [pytest.mark.xdist_group("transfer.test_study"), pytest.mark.slow]
 
 
 @dataclass

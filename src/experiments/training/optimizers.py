@@ -47,6 +47,16 @@ class ClippingConfig:
 OPTIMIZERS = Options("optimizer")
 
 
+def _adam_family(keras_class: str):
+    def build(cfg: OptimizerConfig, **common):
+        import keras
+
+        optimizer = getattr(keras.optimizers, keras_class)
+        return optimizer(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
+
+    return build
+
+
 @OPTIMIZERS.register("sgd", uses={"momentum", "nesterov"})
 def sgd(cfg: OptimizerConfig, **common):
     import keras
@@ -54,18 +64,9 @@ def sgd(cfg: OptimizerConfig, **common):
     return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
 
 
-@OPTIMIZERS.register("adam", uses={"beta_1", "beta_2"})
-def adam(cfg: OptimizerConfig, **common):
-    import keras
-
-    return keras.optimizers.Adam(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
-
-
-@OPTIMIZERS.register("nadam", uses={"beta_1", "beta_2"})
-def nadam(cfg: OptimizerConfig, **common):
-    import keras
-
-    return keras.optimizers.Nadam(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
+# Adam and the variants with its two moment decays and nothing more.
+for _name, _class in (("adam", "Adam"), ("nadam", "Nadam"), ("adamax", "Adamax")):
+    OPTIMIZERS.add(_name, uses={"beta_1", "beta_2"}, build=_adam_family(_class))
 
 
 @OPTIMIZERS.register("rmsprop", uses={"rho", "momentum"})
@@ -82,13 +83,6 @@ def adagrad(cfg: OptimizerConfig, **common):
     return keras.optimizers.Adagrad(
         initial_accumulator_value=cfg.initial_accumulator_value, **common
     )
-
-
-@OPTIMIZERS.register("adamax", uses={"beta_1", "beta_2"})
-def adamax(cfg: OptimizerConfig, **common):
-    import keras
-
-    return keras.optimizers.Adamax(beta_1=cfg.beta_1, beta_2=cfg.beta_2, **common)
 
 
 @OPTIMIZERS.register("adamw", uses={"beta_1", "beta_2", "weight_decay"})
