@@ -102,6 +102,7 @@ def test_experiment_name_and_uri_come_from_config(fresh_workspace, tmp_path):
     assert len(client.search_runs([experiment.experiment_id])) == 1
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_reproduce_the_same_epoch_metrics(workspace):
     assert workspace.train(*FAST) == 0
     assert workspace.train(*FAST) == 0
@@ -206,6 +207,7 @@ def test_local_history_is_kept_beside_the_job_outputs(workspace):
     assert np.isfinite(keras.ops.convert_to_numpy(reloaded.get_layer("hidden_01").kernel)).all()
 
 
+@pytest.mark.slow
 def test_a_run_that_explodes_at_its_first_step_logs_no_made_up_loss(workspace):
     """A 50-layer net drawn from N(0, 1) overflows in its first forward pass: no step is
     applied, so the epoch has no measured training loss but a non-finite one; Keras'

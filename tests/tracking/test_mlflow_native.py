@@ -22,6 +22,7 @@ def inputs_by_context(run) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_a_run_records_its_three_splits_as_datasets(workspace):
     assert workspace.train(*FAST, "training.epochs=1") == 0
     assert workspace.train(*FAST, "training.epochs=1", "data.noise=0.5") == 0
