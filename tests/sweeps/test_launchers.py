@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -131,13 +131,28 @@ def ray_cluster(*node_cpus: int) -> Iterator[tuple[str, dict[str, str]]]:
         wait_for_nodes(f"{host}:{port}", len(nodes), env)
         yield f"{host}:{port}", env
     finally:
-        for node in reversed(nodes):
-            os.killpg(node.pid, signal.SIGTERM)
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+        # Ray's daemons (GCS, raylets, agents) run in sessions of their own, which a
+        # node's process group does not reach, and `ray start` waits half a minute for
+        # them on SIGTERM; each names this cluster's folder on its command line.
+        kill_processes_naming(str(folder))
+        for node in nodes:
+            with suppress(ProcessLookupError):
                 os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def kill_processes_naming(text: str) -> None:
+    import psutil
+
+    named = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(text in part for part in process.info["cmdline"] or ()):
+            named.append(process)
+    for process in named:
+        with suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(named, timeout=30)
 
 
 def wait_for_nodes(address: str, count: int, env: dict[str, str], timeout: float = 120) -> None:
