@@ -153,6 +153,7 @@ def test_invalid_config_records_nothing_and_exits_2(workspace, capsys):
     assert workspace.runs() == []
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("small_sweep")
 def test_multirun_makes_one_parent_and_a_child_per_job(small_sweep):
     runs = small_sweep.runs()
