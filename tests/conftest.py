@@ -7,6 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# absl (TensorFlow's logging) binds its handler to sys.stderr when it is first imported.
+# Imported here, before any test captures output, it holds the real stderr; first
+# imported inside a test, it would hold that test's captured stream, closed when the test
+# ends, and a later absl message would end the session ("lost sys.stderr").
+import absl.logging  # noqa: F401
 import pytest
 from helpers.compose import FAST, compose
 from helpers.workspace import Workspace
