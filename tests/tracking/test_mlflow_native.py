@@ -11,8 +11,9 @@ import pytest
 from helpers.compose import FAST
 
 from experiments.tracking.datasets import CONTEXT_TAG
+from experiments.tracking.server import server_env
 from experiments.tracking.store import EXPERIMENT_TAGS
-from experiments.tracking.ui import runs_address, ui_command, ui_env
+from experiments.tracking.ui import runs_address, ui_command
 
 
 def inputs_by_context(run) -> dict[str, object]:
@@ -123,4 +124,4 @@ def test_the_ui_opens_on_the_runs_table_of_the_model_training_view():
     command = ui_command("127.0.0.1", 5000, "sqlite:////tmp/x/mlflow.db")
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--workers") + 1] == "2"
-    assert ui_env()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert server_env()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from experiments.tracking.recorder import FAILURE_REASON_TAG
+from experiments.tracking.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def close_orphans(client: MlflowClient, experiment_ids: list[str]) -> list[str]:
             continue
         if is_alive(int(tags[PID_TAG]), tags.get(PROCESS_START_TAG)):
             continue
-        client.set_tag(run.info.run_id, FAILURE_REASON_TAG, ORPHAN_REASON)
-        client.set_terminated(run.info.run_id, status="FAILED")
+        RunRecorder(client, run.info.run_id).end("FAILED", ORPHAN_REASON)
         closed.append(run.info.run_id)
         log.warning(
             "run %s (%s) was left RUNNING by process %s, which has ended: closed as FAILED",

@@ -17,6 +17,24 @@ from typing import Any
 
 UNSENT_FILE = "unsent_records.jsonl"
 SYNCED_FILE = "unsent_records.synced"
+# Records that go to the artifact store, which can fail while the tracking store works.
+ARTIFACT_KINDS = ("artifact", "model")
+
+
+def one_line(error: Exception) -> str:
+    """The error's type and its message, on one line."""
+    message = " ".join(str(getattr(error, "message", None) or error).split())
+    return f"{type(error).__name__}: {message[:300]}"
+
+
+def store_answers(recorder) -> bool:
+    """Whether the recorder's tracking store answers: after a failed artifact, tells the
+    artifact store's fault (skip it, go on) from the tracking store's (stop)."""
+    try:
+        recorder.client.get_run(recorder.run_id)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means the store does not answer
+        return False
 
 
 def keep(folder: Path, record: dict[str, Any]) -> None:
@@ -85,20 +103,22 @@ def _drop_stale_reason(recorder) -> None:
         recorder.client.delete_tag(recorder.run_id, FAILURE_REASON_TAG)
 
 
-def replay(folder: Path, recorder_for, store_answers) -> Outcome:
-    """Sends the folder's pending records in order. `recorder_for(record)` gives the
-    RunRecorder of the record's run; `store_answers(record)` tells an artifact store that
-    failed (skip that artifact, go on) from a tracking store that failed (stop here)."""
+def replay(folder: Path, recorder_for) -> Outcome:
+    """Sends the folder's pending records in order, each through `recorder_for(record)`,
+    the RunRecorder of its run; an artifact the artifact store refuses is skipped while
+    the tracking store answers, any other failure stops the replay there."""
     done = _synced(folder)
     sent = 0
     error = None
     records = pending(folder)
     for number, record in records:
+        recorder = None
         try:
-            send_one(recorder_for(record), record)
+            recorder = recorder_for(record)
+            send_one(recorder, record)
         except Exception as e:  # noqa: BLE001 - whatever the store raises, the record stays kept
-            error = f"{type(e).__name__}: {' '.join(str(getattr(e, 'message', e)).split())[:300]}"
-            if record["kind"] in ("artifact", "model") and store_answers(record):
+            error = one_line(e)
+            if record["kind"] in ARTIFACT_KINDS and recorder and store_answers(recorder):
                 continue
             break
         done.add(number)

@@ -30,11 +30,6 @@ UNSENT_FILE = replay.UNSENT_FILE
 RETRY_SECONDS = 30.0
 
 
-def _one_line(error: Exception) -> str:
-    message = " ".join(str(getattr(error, "message", None) or error).split())
-    return f"{type(error).__name__}: {message[:300]}"
-
-
 class ResilientRecorder:
     """Same calls as tracking.recorder.RunRecorder; none of them raises."""
 
@@ -141,22 +136,15 @@ class ResilientRecorder:
                 call()
                 return
             except Exception as e:  # whatever the store raises, training must go on
-                if kind in ("artifact", "model") and self._store_answers():
+                if kind in replay.ARTIFACT_KINDS and replay.store_answers(self.recorder):
                     self._artifact_failed(e)
                 else:
                     self._go_offline(e)
         self._keep(kind, payload)
 
-    def _store_answers(self) -> bool:
-        try:
-            self.client.get_run(self.run_id)
-            return True
-        except Exception:  # noqa: BLE001 - any failure means the store does not answer
-            return False
-
     def _artifact_failed(self, error: Exception) -> None:
         if self.artifact_failure is None:
-            self.artifact_failure = f"artifact store: {_one_line(error)}"
+            self.artifact_failure = f"artifact store: {replay.one_line(error)}"
             log.warning(
                 "artifact store of run %s failed (%s); metrics and the run's status still go "
                 "to %s, artifacts are kept in %s",
@@ -167,7 +155,7 @@ class ResilientRecorder:
             )
 
     def _go_offline(self, error: Exception) -> None:
-        self.failure = _one_line(error)
+        self.failure = replay.one_line(error)
         self._next_try = time.monotonic() + self.retry_seconds
         log.warning(
             "tracking store %s failed (%s); training goes on without it, what is not sent "
@@ -183,11 +171,9 @@ class ResilientRecorder:
         only if all of it (but artifacts the artifact store refuses) went out."""
         if time.monotonic() < self._next_try:
             return
-        outcome = replay.replay(
-            self.output_dir, lambda record: self.recorder, lambda record: self._store_answers()
-        )
+        outcome = replay.replay(self.output_dir, lambda record: self.recorder)
         stuck = [
-            r for _, r in replay.pending(self.output_dir) if r["kind"] not in ("artifact", "model")
+            r for _, r in replay.pending(self.output_dir) if r["kind"] not in replay.ARTIFACT_KINDS
         ]
         if stuck:
             self._next_try = time.monotonic() + self.retry_seconds

@@ -117,7 +117,9 @@ def _touched(uri: str) -> MlflowClient:
 
 def describe_failure(uri: str, error: Exception) -> str:
     """One line: which store, what went wrong, what to do."""
-    text = " ".join(str(getattr(error, "message", None) or error).split())
+    from experiments.tracking.replay import one_line
+
+    text = one_line(error).split(": ", 1)[1]
     where = sqlite_path(uri) or uri
     if "file is not a database" in text or "database disk image is malformed" in text:
         return (

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from experiments.tracking.server import server_env
+
 DEFAULT_PORT = 5000
 WORKERS = 2
 
@@ -31,10 +33,6 @@ def ui_command(host: str, port: int, store_uri: str, workers: int = WORKERS) -> 
         sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port),
         "--workers", str(workers), "--backend-store-uri", store_uri,
     ]  # fmt: skip
-
-
-def ui_env() -> dict[str, str]:
-    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def experiment_id(store_uri: str, experiment: str) -> str | None:
@@ -67,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no experiment {args.experiment!r} in {store} yet; the UI opens on all of them")
     print(f"MLflow UI on {address} (Ctrl-C stops it)", flush=True)
     command = ui_command(args.host, args.port, store, args.workers)
-    os.execve(command[0], command, ui_env())
+    os.execve(command[0], command, server_env())
 
 
 if __name__ == "__main__":
