@@ -86,14 +86,9 @@ def _positive(key: str, value: float | int | None) -> None:
         _fail(key, value, "must be > 0")
 
 
-def _at_least(key: str, value: int | None, low: int) -> None:
-    if value is not None and value < low:
+def _at_least(key: str, value: float | None, low: int) -> None:
+    if value is not None and not (math.isfinite(value) and value >= low):
         _fail(key, value, f"must be >= {low}")
-
-
-def _at_least_zero(key: str, value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        _fail(key, value, "must be >= 0")
 
 
 def _in_unit_interval(key: str, value: float | None, *, closed_low: bool) -> None:
@@ -125,8 +120,8 @@ def check(cfg: Config) -> Config:
     _in_unit_interval("optimizer.rho", opt.rho, closed_low=False)
     if opt.nesterov and not opt.momentum:
         _fail("optimizer.nesterov", opt.nesterov, "needs optimizer.momentum > 0")
-    _at_least_zero("optimizer.initial_accumulator_value", opt.initial_accumulator_value)
-    _at_least_zero("optimizer.weight_decay", opt.weight_decay)
+    _at_least("optimizer.initial_accumulator_value", opt.initial_accumulator_value, 0)
+    _at_least("optimizer.weight_decay", opt.weight_decay, 0)
     _check_schedule(cfg.schedule)
 
     model = cfg.model
@@ -198,9 +193,7 @@ def _check_schedule(schedule: ScheduleConfig) -> None:
     _in_unit_interval("schedule.factor", schedule.factor, closed_low=False)
     _at_least("schedule.patience", schedule.patience, 0)
     for key in ("div_factor", "final_div_factor"):
-        value = getattr(schedule, key)
-        if value is not None and not (math.isfinite(value) and value >= 1):
-            _fail(f"schedule.{key}", value, "must be >= 1")
+        _at_least(f"schedule.{key}", getattr(schedule, key), 1)
     _in_unit_interval("schedule.annealing_fraction", schedule.annealing_fraction, closed_low=True)
     _in_unit_interval("schedule.warmup_fraction", schedule.warmup_fraction, closed_low=True)
     if schedule.alpha is not None and not 0 <= schedule.alpha <= 1:

@@ -47,7 +47,6 @@ def applicable_stats(activation: str) -> tuple[str, ...]:
 
 @dataclass
 class HiddenBlock:
-    index: int
     dense: keras.layers.Layer
     activation: keras.layers.Layer
 
@@ -65,7 +64,7 @@ def hidden_blocks(model: keras.Model) -> list[HiddenBlock]:
             act[block] = layer
         elif role is None:
             dense[block] = layer
-    blocks = [HiddenBlock(i, dense[i], act[i]) for i in sorted(dense) if i in act]
+    blocks = [HiddenBlock(dense[i], act[i]) for i in sorted(dense) if i in act]
     if not blocks:
         raise ValueError(f"model {model.name!r} has no hidden_NN/hidden_NN_act layers to probe")
     return blocks

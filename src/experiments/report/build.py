@@ -81,7 +81,7 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
         out_dir / "comparisons.csv", COMPARISON_COLUMNS, stats.comparison_rows()
     )
     said = claims.lines(stats) + [claims.health_line(stats)]
-    lines = compare.summary_lines(runs, differences, [line for line in said if line])
+    lines = compare.summary_lines(runs, differences, said)  # it drops the empty ones
     html = page.write_page(
         out_dir / "report.html",
         title or f"Report: {selection.experiment}",

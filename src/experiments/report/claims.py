@@ -97,21 +97,18 @@ def _single_seed_lines(groups: list[Group]) -> list[str]:
         shown = [g for g in groups if metric in g.summaries and g.summaries[metric].n]
         if not shown:
             continue
-        values = "; ".join(f"{g.label} {number(g.summaries[metric].mean)}" for g in shown)
+        values = "; ".join(
+            f"{g.label} {number(g.summaries[metric].mean)}" for g in shown[:SHOWN_SINGLE]
+        )
         if len(shown) > SHOWN_SINGLE:
-            values = (
-                "; ".join(
-                    f"{g.label} {number(g.summaries[metric].mean)}" for g in shown[:SHOWN_SINGLE]
-                )
-                + f"; ... ({len(shown) - SHOWN_SINGLE} more in groups.csv)"
-            )
+            values += f"; ... ({len(shown) - SHOWN_SINGLE} more in groups.csv)"
         found.append(f"Final {metric}, one run each (not a ranking): {values}.")
     return found
 
 
 def _comparison_lines(stats: Statistics) -> list[str]:
     found = []
-    single = [g.label for g in stats.groups if g.summaries and not _repeated(g)]
+    single = [g.label for g in stats.groups if g.summaries and not g.repeated]
     if single:
         found.append(
             f"{len(single)} configuration{'s have' if len(single) > 1 else ' has'} a single "
@@ -145,10 +142,6 @@ def _comparison_lines(stats: Statistics) -> list[str]:
                 f"({sum(c.significant for c in rest)} significant) in comparisons.csv."
             )
     return found
-
-
-def _repeated(group: Group) -> bool:
-    return any(s.n >= 2 for s in group.summaries.values())
 
 
 def _study_lines(groups: list[Group]) -> list[str]:

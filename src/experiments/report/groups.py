@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
@@ -111,10 +112,13 @@ class Group:
             seeds.append(seed_of(run))
         return values, seeds
 
+    @property
+    def repeated(self) -> bool:
+        """Whether a metric has two finished values here: a spread, an interval."""
+        return any(s.n >= 2 for s in self.summaries.values())
+
     def health_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for run in self.runs:
-            counts[health_of(run)] = counts.get(health_of(run), 0) + 1
+        counts = Counter(health_of(run) for run in self.runs)
         return dict(sorted(counts.items(), key=lambda item: health_order(item[0])))
 
     def level(self, factor: Factor) -> str:
@@ -165,7 +169,7 @@ class Statistics:
     def repeated(self) -> bool:
         """Whether some configuration has two finished values of a metric: without, no
         comparison is possible."""
-        return any(s.n >= 2 for g in self.groups for s in g.summaries.values())
+        return any(g.repeated for g in self.groups)
 
     def group_rows(self) -> list[dict[str, object]]:
         """groups.csv: one row per configuration and metric."""
