@@ -16,7 +16,6 @@ net: about 45 s on 2 quiet CPU cores, several times that when they are shared.
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -60,22 +59,11 @@ def latest_runs(uri: str) -> dict[tuple[str, str], object]:
     return found
 
 
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """The 95% t-interval of the mean (scipy's Student t; n - 1 degrees of freedom)."""
-    from scipy import stats
+def summarize(client, runs: dict[tuple[str, str], object]) -> list[dict[str, object]]:
+    """Per preset: n, seeds, mean ± sd [95% t-interval] of each accuracy, the geometric
+    mean of depth_ratio at the first and last probe, and the median seconds per epoch."""
+    from experiments.report import statistics as lab_statistics
 
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return (math.nan, math.nan)
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return (mean - half, mean + half)
-
-
-def summarize(uri: str) -> list[dict[str, object]]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    runs = latest_runs(uri)
     rows = []
     for preset in PRESETS:
         mine = [run for (p, _), run in sorted(runs.items()) if p == preset]
@@ -84,18 +72,14 @@ def summarize(uri: str) -> list[dict[str, object]]:
         row: dict[str, object] = {"preset": preset, "n": len(mine)}
         row["seeds"] = ",".join(run.data.tags["seed"] for run in mine)
         for metric in ("val_accuracy", "test_accuracy"):
-            values = [run.data.metrics[metric] for run in mine]
-            row[metric] = (
-                statistics.mean(values),
-                statistics.stdev(values) if len(values) > 1 else math.nan,
-                *t_interval(values),
-            )
+            found = lab_statistics.summarize([run.data.metrics[metric] for run in mine])
+            row[metric] = (found.mean, found.std, found.ci_low, found.ci_high)
         ratios = [
             [m.value for m in sorted(history, key=lambda m: m.step)]
             for history in (client.get_metric_history(r.info.run_id, "grad/depth_ratio") for r in mine)
         ]  # fmt: skip
         row["depth_ratio"] = tuple(
-            math.exp(statistics.mean(math.log(r[i]) for r in ratios)) for i in (0, -1)
+            lab_statistics.summarize_ratio([r[i] for r in ratios]).mean for i in (0, -1)
         )
         seconds = [
             statistics.median(
@@ -110,12 +94,14 @@ def summarize(uri: str) -> list[dict[str, object]]:
     return rows
 
 
-def differences(uri: str) -> list[tuple[str, str, float, float, float, float]]:
+def differences(
+    runs: dict[tuple[str, str], object],
+) -> list[tuple[str, str, float, float, float, float]]:
     """Each pair of presets: the difference of mean test accuracy, its 95% Welch
-    t-interval and p-value (scipy; the seeds of one preset are independent of the other's)."""
-    from scipy import stats
+    t-interval and p-value (no seeds given: the seeds of one preset are independent of
+    the other's)."""
+    from experiments.report import statistics as lab_statistics
 
-    runs = latest_runs(uri)
     accuracy = {
         preset: [r.data.metrics["test_accuracy"] for (p, _), r in sorted(runs.items()) if p == preset]
         for preset in PRESETS
@@ -123,12 +109,9 @@ def differences(uri: str) -> list[tuple[str, str, float, float, float, float]]:
     found = []
     for i, a in enumerate(PRESETS):
         for b in PRESETS[i + 1 :]:
-            if len(accuracy[a]) < 2 or len(accuracy[b]) < 2:
-                continue
-            test = stats.ttest_ind(accuracy[b], accuracy[a], equal_var=False)
-            low, high = test.confidence_interval(0.95)
-            diff = statistics.mean(accuracy[b]) - statistics.mean(accuracy[a])
-            found.append((b, a, diff, low, high, test.pvalue))
+            test = lab_statistics.compare(accuracy[b], accuracy[a])
+            if test is not None:
+                found.append((b, a, test.diff, test.ci_low, test.ci_high, test.p_value))
     return found
 
 
@@ -149,9 +132,12 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 
 def print_tables(uri: str) -> None:
-    print_table(summarize(uri))
+    from mlflow.tracking import MlflowClient
+
+    runs = latest_runs(uri)
+    print_table(summarize(MlflowClient(uri), runs))
     print("\n| test accuracy | difference | 95% Welch t-interval | p |\n| --- | --- | --- | --- |")
-    for b, a, diff, low, high, p in differences(uri):
+    for b, a, diff, low, high, p in differences(runs):
         print(f"| `{b}` - `{a}` | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] | {p:.3f} |")
 
 
