@@ -5,16 +5,21 @@ it is available. Helpers the tests import live in tests/helpers/."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-# absl (TensorFlow's logging) binds its handler to sys.stderr when it is first imported.
-# Imported here, before any test captures output, it holds the real stderr; first
-# imported inside a test, it would hold that test's captured stream, closed when the test
-# ends, and a later absl message would end the session ("lost sys.stderr").
-import absl.logging  # noqa: F401
+# absl (TensorFlow's logging) binds its handler to sys.stderr when it is first imported,
+# and closes that stream when Hydra reconfigures logging while another stream is
+# sys.stderr (a test's capsys): first imported inside a test, it would hold that test's
+# stream; imported here, it would hold pytest's own capture and close it under a capsys
+# test ("I/O operation on closed file", "lost sys.stderr"). The process's real stderr,
+# which absl never closes, is the one stream that outlives every capture.
+import absl.logging
 import pytest
 from helpers.compose import FAST, compose
 from helpers.workspace import Workspace
+
+absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 @pytest.fixture(autouse=True)

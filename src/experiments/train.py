@@ -8,13 +8,14 @@ second.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from experiments import claims
 from experiments.config.checks import ConfigError, validate
 from experiments.config.schema import Config
 from experiments.paths import CONF_DIR, PROJECT_DIR
@@ -107,7 +109,45 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
     """One training run, recorded in MLflow. Its result holds the final validation
     accuracy, or None when training stopped on a non-finite value (the run then ends
     FAILED). In a multirun, a config that already FINISHED is skipped and its earlier
-    value returned."""
+    value returned. Runs of one configuration never overlap in a multirun, and no two
+    runs share an output folder (experiments.claims)."""
+    from experiments.tracking import resume, store
+
+    try:
+        client, experiment_id = store.open_experiment(
+            cfg.tracking.uri, cfg.tracking.experiment, job.launch_dir
+        )
+    except store.TrackingError as e:
+        raise UserError(str(e)) from None
+    digest = resume.config_hash(resolved)
+    with ExitStack() as claimed:
+        if job.multirun and cfg.tracking.skip_finished:
+            # Another process running this configuration (the same sweep started twice):
+            # wait for it, then skip what it finished.
+            claimed.callback(
+                claims.config_claim(client.tracking_uri, experiment_id, digest).release
+            )
+            earlier = resume.finished_run(client, experiment_id, digest)
+            if earlier is not None:
+                return Result(resume.skip(client, earlier, digest, job.parent_run_id))
+        try:
+            job.output_dir, folder = claims.own_output_folder(job.output_dir)
+        except OSError as e:
+            raise UserError(f"output folder {job.output_dir} cannot be written: {e}") from None
+        claimed.callback(folder.release)
+        return _record(cfg, resolved, job, client, experiment_id, digest, folder)
+
+
+def _record(
+    cfg: Config,
+    resolved: DictConfig,
+    job: Job,
+    client,
+    experiment_id: str,
+    digest: str,
+    folder: claims.Claim,
+) -> Result:
+    """The run itself, once its configuration and output folder are this job's."""
     from experiments import data
     from experiments.config.flatten import flatten
     from experiments.config.presets import describe
@@ -117,20 +157,8 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
     from experiments.tracking.datasets import source_of
     from experiments.tracking.orphans import process_tags
     from experiments.tracking.session import RunSession, run_name
+    from experiments.training.memory import OutOfMemory, out_of_memory_in_one_line
     from experiments.transfer.tasks import TransferError
-
-    job.output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        client, experiment_id = store.open_experiment(
-            cfg.tracking.uri, cfg.tracking.experiment, job.launch_dir
-        )
-    except store.TrackingError as e:
-        raise UserError(str(e)) from None
-    digest = resume.config_hash(resolved)
-    if job.multirun and cfg.tracking.skip_finished:
-        earlier = resume.finished_run(client, experiment_id, digest)
-        if earlier is not None:
-            return Result(resume.skip(client, earlier, digest, job.parent_run_id))
 
     try:
         session = RunSession.open(
@@ -146,6 +174,7 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
         )
     except Exception as e:  # noqa: BLE001 - the store refuses the run: one line, whatever the cause
         raise UserError(store.describe_failure(client.tracking_uri, e)) from None
+    folder.note(run_id=session.run_id)
     log.info(
         "MLflow run %s in %s (experiment %r)",
         session.run_id,
@@ -157,18 +186,19 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
     session.log_params(flatten(resolved))
     session.log_files(write_config_artifacts(resolved, job.overrides, job.output_dir))
     try:
-        with session.closing(plain=(data.DataError, TransferError)), sigterm_as_interrupt():
+        with session.closing(plain=(data.DataError, TransferError, OutOfMemory)):
             splits = data.load(cfg.data)
             session.log_splits(splits, cfg.data.name.value, source_of(cfg.data, splits.folder))
             # After the data: a file that cannot be read fails before TensorFlow's start-up.
             session.set_tags(parallelism.start_tensorflow(job.threads))
-            if cfg.transfer.name is TransferName.study:
-                from experiments.transfer.study import run_study
+            with out_of_memory_in_one_line():
+                if cfg.transfer.name is TransferName.study:
+                    from experiments.transfer.study import run_study
 
-                value = run_study(cfg, splits, session)
-            else:
-                value = _train(cfg, splits, session)
-    except (data.DataError, TransferError) as e:
+                    value = run_study(cfg, splits, session)
+                else:
+                    value = _train(cfg, splits, session)
+    except (data.DataError, TransferError, OutOfMemory) as e:
         raise UserError(str(e)) from None
     return Result(value, session.incomplete_reason())
 
@@ -289,29 +319,53 @@ def cli() -> None:
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        main()
+        # SIGTERM anywhere in the command (a run, between a sweep's jobs or a search's
+        # trials) ends it as Ctrl-C does.
+        with sigterm_as_interrupt():
+            main()
     except KeyboardInterrupt as e:
-        from experiments.sweeps.callback import end_interrupted_sweep
         from experiments.tracking.session import interrupted_reason
 
-        parent = end_interrupted_sweep()
-        where = f"; sweep run {parent} ended KILLED" if parent else ""
-        print(f"error: {interrupted_reason(e)}{where}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit(interrupted_reason(e), EXIT_INTERRUPTED, "KILLED")
     except ConfigError as e:  # a job of a multirun
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        _exit(str(e), EXIT_CONFIG)
     except UserError as e:  # a job of a multirun
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER)
+        _exit(str(e), EXIT_USER)
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"error: {_config_error_line(e)}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+        _exit(_config_error_line(e), EXIT_CONFIG)
+    except OSError as e:  # a folder Hydra or a sweeper writes: read-only, full, missing
+        _exit(_os_error_line(e), EXIT_USER)
     finally:
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+def _exit(message: str, code: int, sweep_status: str = "FAILED") -> None:
+    """One line on stderr and the exit code; a sweep of this process ends `sweep_status`
+    with the same line as its reason."""
+    from experiments.sweeps.callback import end_active_sweep
+
+    parent = end_active_sweep(sweep_status, message)
+    where = f"; sweep run {parent} ended {sweep_status}" if parent else ""
+    print(f"error: {message}{where}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _os_error_line(error: OSError) -> str:
+    """`outputs cannot be written (Read-only file system): ...`: the file, the system's
+    reason, what to do."""
+    where = error.filename or "a file"
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        return f"{where} cannot be written ({reason}): free space on its disk and run again"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"{where} cannot be written ({reason}): launch from a writable folder, or point "
+            "hydra.run.dir (hydra.sweep.dir with -m) at one"
+        )
+    return f"{where}: {reason}"
 
 
 def _config_error_line(error: BaseException) -> str:

@@ -44,7 +44,8 @@ class Workspace:
         from experiments import train
 
         argv = ["experiments.train", *overrides, f"hydra.run.dir={self.folder}/outputs/run"]
-        if "-m" in overrides or "--multirun" in overrides:
+        multirun = "-m" in overrides or "--multirun" in overrides
+        if multirun and not any(o.startswith("hydra.sweep.dir=") for o in overrides):
             argv.append(f"hydra.sweep.dir={self.folder}/multirun")
         old_argv, old_cwd = sys.argv, os.getcwd()
         sys.argv = argv

@@ -36,12 +36,13 @@ def pass_env_to_jobs(config: DictConfig, name: str, value: str) -> None:
 _ACTIVE: MlflowSweepCallback | None = None
 
 
-def end_interrupted_sweep() -> str | None:
-    """Ctrl-C or SIGTERM stopped the sweep of this process: its parent run ends KILLED
-    with the counts so far. Returns the parent run's id, if there was one."""
+def end_active_sweep(status: str, reason: str) -> str | None:
+    """The sweep of this process stopped (Ctrl-C or SIGTERM: KILLED; an error: FAILED):
+    its parent run ends so, with the reason and the counts so far. Returns the parent
+    run's id, if there was one."""
     if _ACTIVE is None or _ACTIVE._ended:
         return None
-    _ACTIVE._end("KILLED")
+    _ACTIVE._end(status, reason)
     return _ACTIVE.recorder.run_id
 
 
@@ -121,7 +122,7 @@ class MlflowSweepCallback(Callback):
         for figure in sorted(figures.glob("*.png")) if figures.is_dir() else []:
             self.recorder.log_artifact(figure, "search")
 
-    def _end(self, status: str) -> None:
+    def _end(self, status: str, reason: str | None = None) -> None:
         if self.recorder is None or self._ended:
             return
         self._ended = True
@@ -130,7 +131,7 @@ class MlflowSweepCallback(Callback):
             counts = self.child_counts()
             self.recorder.log_metrics({f"children_{k.lower()}": v for k, v in counts.items()})
             self._log_report()
-            self.recorder.end(status)
+            self.recorder.end(status, reason)
         except Exception as e:  # the store may be the reason the sweep is ending
             log.error("could not close sweep parent run %s: %s", self.recorder.run_id, e)
             return
