@@ -9,6 +9,9 @@ import pytest
 
 from experiments.processes import child_environment
 
+# What a run needs beyond the defaults to be short: the issue's reproductions.
+RUN = ["data=synthetic", "training.epochs=1", "diagnostics.plots=false"]
+
 
 def run_cli(*args: str, cwd, timeout: int = 120, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -121,8 +124,15 @@ def test_one_short_run_on_the_real_data_lands_in_mlflow(tmp_path, fashion_mnist_
         # Keys the schema does not know were accepted and ignored in silence.
         (["+training.epoch=5"], "error: training.epoch=5 is not allowed: no such key (did you mean training.epochs?)"),
         (["+foo=1"], "error: foo=1 is not allowed: no such key"),
+        # MLflow refused it after TensorFlow's start-up, as a store error (exit 1).
+        (["tracking.experiment=" + "x" * 501], "error: tracking.experiment='xxx"),
+        # A mistyped preset or search trained the default net and exited 0.
+        ([*RUN, "experiment=selu_dep"], "error: experiment=selu_dep is not allowed: no such option (did you mean selu_deep or relu_deep?)"),
+        ([*RUN, "hparams_search=optunaa"], "error: hparams_search=optunaa is not allowed: no such option (did you mean optuna?)"),
+        # Hydra's first line named the missing file only, not what was meant.
+        (["activation=prelux"], "error: activation=prelux is not allowed: no such option (did you mean prelu or relu"),
     ],
-    ids=["wrong-type", "seed", "typo", "stray-key"],
+    ids=["wrong-type", "seed", "typo", "stray-key", "long-experiment-name", "preset-typo", "search-typo", "option-typo"],
 )  # fmt: skip
 def test_every_config_error_is_one_line_and_exit_2_before_tensorflow(args, expected, tmp_path):
     result = run_cli(*args, cwd=tmp_path)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers.compose import typed
+from helpers.idx import idx_bytes, make_dataset, write_gz
 
 from experiments.data import (
     FILES,
@@ -22,29 +23,6 @@ from experiments.data import (
     read_pair,
     synthetic,
 )
-
-
-def idx_bytes(magic: int, array: np.ndarray) -> bytes:
-    header = struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_gz(path: Path, payload: bytes) -> Path:
-    with gzip.open(path, "wb") as f:
-        f.write(payload)
-    return path
-
-
-def make_dataset(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train": (rng.integers(0, 256, (n_train, 28, 28)), np.arange(n_train) % 10),
-        "test": (rng.integers(0, 256, (n_test, 28, 28)), np.arange(n_test) % 10),
-    }
-    for split, (images, labels) in arrays.items():
-        write_gz(folder / FILES[split][0], idx_bytes(IMAGES_MAGIC, images))
-        write_gz(folder / FILES[split][1], idx_bytes(LABELS_MAGIC, labels))
-    return arrays
 
 
 def test_reads_back_what_was_written(tmp_path):
@@ -234,3 +212,78 @@ def test_a_failed_download_says_why(tmp_path, monkeypatch):
     assert "the download failed (" in text and "(Exception)" not in text
     assert "refused" in text.lower() or "fetch failure" in text.lower()
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "n_train, n_test, overrides, file, words",
+    [
+        # 100 images cannot give 5,000 to validation: the digest of the empty training
+        # split failed with a memoryview TypeError, after TensorFlow's start-up.
+        (100, 20, [], "train", "100 training images, and data.validation_size=5000"),
+        (100, 20, ["data.validation_size=100"], "train", "it must be below 100"),
+        (100, 0, ["data.validation_size=10"], "test", "no test images, at least one"),
+    ],
+    ids=["validation-over-train", "validation-equals-train", "no-test-images"],
+)
+def test_a_split_left_empty_by_the_files_names_the_file_and_what_is_allowed(
+    tmp_path, n_train, n_test, overrides, file, words
+):
+    make_dataset(tmp_path, n_train=n_train, n_test=n_test)
+    with pytest.raises(DataError) as caught:
+        load(data_cfg(f"data.dir={tmp_path}", *overrides))
+    text = str(caught.value)
+    assert text.startswith(f"{tmp_path / FILES[file][0]}: ") and words in text
+    assert "\n" not in text
+
+
+def test_a_split_left_empty_ends_the_run_failed_with_exit_1(workspace):
+    """The run went on to the dataset digest, which failed with a memoryview TypeError."""
+    folder = workspace.folder / "small"
+    folder.mkdir()
+    make_dataset(folder, n_train=100, n_test=20)
+    assert workspace.train(f"data.dir={folder}", "diagnostics.plots=false") == 1
+    (run,) = workspace.runs()
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].startswith(
+        f"{folder / FILES['train'][0]}: 100 training images, and data.validation_size=5000"
+    )
+
+
+def _read_with_deadline(folder: Path, seconds: float) -> BaseException | None:
+    """load() in a thread: what it raised, or None if it did not end in time (it is then
+    given a writer's end-of-file, so that the thread ends)."""
+    errors: list[BaseException] = []
+
+    def read():
+        try:
+            load(data_cfg(f"data.dir={folder}", "data.validation_size=10"))
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            errors.append(e)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        fifo = folder / FILES["train"][0]
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        return None
+    return errors[0] if errors else AssertionError("load() raised nothing")
+
+
+@pytest.mark.parametrize(
+    "make, kind",
+    [(os.mkfifo, "a named pipe (FIFO)"), (os.mkdir, "a folder")],
+    ids=["fifo", "folder"],
+)
+def test_what_is_not_a_regular_file_is_refused_at_once_in_one_line(tmp_path, make, kind):
+    """A FIFO named like an IDX file blocked the run for ever in gzip.open."""
+    make_dataset(tmp_path)
+    special = tmp_path / FILES["train"][0]
+    special.unlink()
+    make(special)
+    error = _read_with_deadline(tmp_path, seconds=10)
+    assert error is not None, f"reading {special} did not end"
+    assert isinstance(error, DataError)
+    assert str(error).startswith(f"{special}: {kind}, not a regular file; supply Fashion-MNIST")
+    assert "\n" not in str(error)

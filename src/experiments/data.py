@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -68,12 +70,38 @@ class Splits:
         return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max())) + 1
 
 
+# What stat says of a file that is not a regular one, in words.
+_KINDS = {
+    "d": "a folder",
+    "p": "a named pipe (FIFO)",
+    "c": "a character device",
+    "b": "a block device",
+    "s": "a socket",
+}
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """The file opened for reading, if it is a regular one. Opened without blocking and
+    checked on the open descriptor: a FIFO named like an IDX file would otherwise wait
+    forever for a writer, and a check before opening could be raced."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.filemode(mode)[0], "a special file")
+            raise DataError(f"{path}: {kind}, not a regular file; {HOW_TO_SUPPLY}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_idx(path: Path, expect_magic: int) -> np.ndarray:
     """One IDX file (gzip'd or plain) as a uint8 array, its header checked against its size."""
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            raw = f.read()
+        with _open_regular(path) as f:
+            raw = (gzip.GzipFile(fileobj=f) if path.suffix == ".gz" else f).read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; {HOW_TO_SUPPLY}") from None
     except (OSError, EOFError, zlib.error) as e:
@@ -232,6 +260,8 @@ def load(cfg: DataConfig) -> Splits:
     optionally standardized with the training split's per-pixel mean and std."""
     ((x_full, y_full), (x_test, y_test)), folder = DATASETS.build(cfg.name, cfg)
 
+    _check_split_sizes(cfg, len(y_full), len(y_test), folder)
+
     x_full = x_full.astype(np.float32) / np.float32(255.0)
     x_test = x_test.astype(np.float32) / np.float32(255.0)
     n_val = cfg.validation_size
@@ -253,3 +283,23 @@ def load(cfg: DataConfig) -> Splits:
         x_test=np.ascontiguousarray(x_test, dtype=np.float32),
         y_test=y_test.astype(np.int32),
     )
+
+
+def _check_split_sizes(cfg: DataConfig, n_full: int, n_test: int, folder: str | None) -> None:
+    """Every split holds at least one image. The config checks know Fashion-MNIST's
+    60,000 training images; files in data.dir may hold fewer, and an empty split would
+    fail later, deep in the dataset digest or in Keras."""
+
+    def source(split: str) -> str:
+        return str(Path(folder) / FILES[split][0]) if folder else f"data={cfg.name.value}"
+
+    if cfg.validation_size >= n_full:
+        raise DataError(
+            f"{source('train')}: {n_full} training images, and data.validation_size="
+            f"{cfg.validation_size} takes the first ones for validation: it must be below "
+            f"{n_full}, leaving images to train on"
+        )
+    if n_test == 0:
+        raise DataError(
+            f"{source('test')}: no test images, at least one is needed; {HOW_TO_SUPPLY}"
+        )

@@ -370,7 +370,16 @@ def _os_error_line(error: OSError) -> str:
 
 def _config_error_line(error: BaseException) -> str:
     """Hydra's and OmegaConf's messages as one line: what failed, then why (the cause's
-    first line: "Value 'abc' could not be converted to Integer")."""
+    first line: "Value 'abc' could not be converted to Integer"); an unknown option as
+    the options closest to it, where Hydra's first line only says what it could not find."""
+    from hydra.errors import MissingConfigException
+
+    from experiments.config.checks import unknown_option
+
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        line = unknown_option(error.missing_cfg_file, error.options)
+        if line:
+            return line
     parts = []
     while error is not None and len(parts) < 2:
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")

@@ -236,3 +236,57 @@ def test_option_names_pickle_by_reference():
     for group in GROUP_OPTIONS:
         name = getattr(cfg, group).name
         assert pickle.loads(pickle.dumps(name)) is name, group
+
+
+@pytest.mark.parametrize(
+    "override, closest",
+    [
+        # Both groups were optional in the defaults list: Hydra skipped the missing
+        # option and the notebook's first network ran under the mistyped name.
+        ("experiment=selu_dep", ["selu_deep", "relu_deep"]),
+        ("hparams_search=optunaa", ["optuna"]),
+        ("activation=prelux", ["prelu", "relu", "elu"]),
+    ],
+)
+def test_an_option_that_does_not_exist_is_refused_naming_the_closest(override, closest):
+    from experiments.train import _config_error_line
+
+    with pytest.raises(MissingConfigException) as caught:
+        compose([override])
+    hint = " or ".join(closest)
+    assert _config_error_line(caught.value) == (
+        f"{override} is not allowed: no such option (did you mean {hint}?)"
+    )
+
+
+def test_an_option_far_from_every_other_lists_the_groups_options():
+    from experiments.train import _config_error_line
+
+    with pytest.raises(MissingConfigException) as caught:
+        compose(["experiment=zzz"])
+    assert _config_error_line(caught.value) == (
+        "experiment=zzz is not allowed: no such option (experiment is one of "
+        + ", ".join(presets())
+        + ")"
+    )
+
+
+def test_no_preset_and_no_search_is_still_the_default_run():
+    cfg = compose([], return_hydra_config=True)
+    choices = cfg.hydra.runtime.choices
+    assert choices.experiment is None and choices.hparams_search is None
+
+
+def test_an_experiment_name_over_mlflows_limit_is_a_config_error():
+    from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+
+    from experiments.config.checks import MAX_EXPERIMENT_NAME
+
+    assert MAX_EXPERIMENT_NAME == MAX_EXPERIMENT_NAME_LENGTH
+    validate(compose([f"tracking.experiment={'x' * MAX_EXPERIMENT_NAME}"]))
+    with pytest.raises(ConfigError) as caught:
+        validate(compose([f"tracking.experiment={'x' * (MAX_EXPERIMENT_NAME + 1)}"]))
+    text = str(caught.value)
+    assert text.startswith("tracking.experiment='xxx")
+    assert text.endswith("is not allowed: at most 500 characters (MLflow's limit), not 501")
+    assert len(text) < 200  # the name is shown by its ends

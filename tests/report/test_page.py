@@ -244,6 +244,28 @@ def test_bad_selection_is_one_line(store, capsys, args, words):
     assert words in _one_line_error(capsys)
 
 
+@pytest.mark.parametrize("where", ["a-file", "a-file/report"], ids=["file", "under-a-file"])
+def test_an_output_folder_that_cannot_be_made_is_one_line(store, tmp_path, capsys, where):
+    """`-o <an existing file>` ended in a FileExistsError traceback."""
+    (tmp_path / "a-file").write_text("kept")
+    out = tmp_path / where
+    assert report_main(["--tracking-uri", store.uri, "-o", str(out)]) == 1
+    line = _one_line_error(capsys)
+    assert line.startswith(f"error: report folder {out}: ")
+    assert "give -o a folder (new or existing, writable)" in line
+    assert (tmp_path / "a-file").read_text() == "kept"
+
+
+def test_an_output_file_is_refused_before_the_store_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no store here: the folder is the first thing said
+    (tmp_path / "report.html").write_text("")
+    assert report_main(["-o", "report.html"]) == 1
+    assert _one_line_error(capsys) == (
+        "error: report folder report.html: exists and is not a folder; give -o a folder "
+        "(new or existing, writable) for report.html and its figures"
+    )
+
+
 def test_sweep_report_is_logged_to_the_parent_run(store, tmp_path):
     client = store.client()
     html = report.log_sweep_report(client, store.parent_id, tmp_path / "sweep-report")

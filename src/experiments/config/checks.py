@@ -12,7 +12,9 @@ import difflib
 import importlib.util
 import math
 import re
+import reprlib
 import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from itertools import pairwise
@@ -33,6 +35,9 @@ class ConfigError(ValueError):
 
 
 MAX_SEED = 2**32 - 1
+# MLflow's MAX_EXPERIMENT_NAME_LENGTH (mlflow.utils.validation), copied: importing it
+# would load MLflow (about 1.3 s) into every config-only command. A test keeps them equal.
+MAX_EXPERIMENT_NAME = 500
 
 
 def schema_keys(schema: type = Config, prefix: str = "") -> set[str]:
@@ -56,17 +61,44 @@ def _check_known_keys(cfg: DictConfig) -> None:
     for key, value in flatten(cfg).items():
         if key in known:
             continue
-        nearest = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        nearest = _closest(key, known, n=1)
         hint = f"did you mean {nearest[0]}?" if nearest else "`--cfg job` lists the keys"
         _fail(key, value, f"no such key ({hint})")
+
+
+def _closest(word: str, candidates: Iterable[str], n: int) -> list[str]:
+    return difflib.get_close_matches(word, sorted(candidates), n=n, cutoff=0.6)
+
+
+def unknown_option(missing_config: str, options: Sequence[str] | None) -> str | None:
+    """The line for a group option that has no file (Hydra's MissingConfigException:
+    `missing_config` is `<group>/<option>`, `options` the group's files), naming the
+    closest options; None where Hydra did not say which group it searched."""
+    group, _, option = missing_config.rpartition("/")
+    if not group or not options:
+        return None
+    nearest = _closest(option, options, n=3)
+    hint = (
+        f"did you mean {' or '.join(nearest)}?"
+        if nearest
+        else f"{group} is one of {', '.join(sorted(options))}"
+    )
+    return f"{group}={option} is not allowed: no such option ({hint})"
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{key}={_show(value)} is not allowed: {allowed}")
 
 
+# A long string (a 501-character experiment name) is shown by its ends: the line stays one.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
+
+
 def _show(value: Any) -> str:
-    return value.value if isinstance(value, Enum) else repr(value)
+    if isinstance(value, Enum):
+        return value.value
+    return _SHORT.repr(value) if isinstance(value, str) else repr(value)
 
 
 def _check_option_fields(group: str, options: Options, node: Any) -> None:
@@ -173,6 +205,13 @@ def check(cfg: Config) -> Config:
         )
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
+    if len(cfg.tracking.experiment) > MAX_EXPERIMENT_NAME:
+        _fail(
+            "tracking.experiment",
+            cfg.tracking.experiment,
+            f"at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit), "
+            f"not {len(cfg.tracking.experiment)}",
+        )
     return cfg
 
 

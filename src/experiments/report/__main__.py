@@ -81,16 +81,31 @@ def _client(configured: str | None):
     return client
 
 
+def _output_folder(out_dir: Path) -> Path:
+    """The report's folder, made now: a file in its place, a file on its path or a folder
+    that cannot be written is said before any run is read."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        what = "exists and is not a folder" if isinstance(e, FileExistsError) else e.strerror
+        raise ReportError(
+            f"report folder {out_dir}: {what}; give -o a folder (new or existing, "
+            "writable) for report.html and its figures"
+        ) from None
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # One progress bar per run read from a remote artifact store would bury the result.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     started = time.perf_counter()
     try:
+        out_dir = _output_folder(args.out) if args.out else None
         client = _client(args.tracking_uri)
         selection = select_runs(client, args.experiment, args.parent_run, args.filter)
         name = f"sweep-{args.parent_run[:8]}" if args.parent_run else selection.experiment
-        out_dir = args.out or Path(REPORTS_DIR) / name.replace("/", "_")
+        out_dir = out_dir or _output_folder(Path(REPORTS_DIR) / name.replace("/", "_"))
         report = build_report(selection, out_dir)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
