@@ -110,3 +110,14 @@ def test_a_model_too_large_for_memory_is_one_line_and_a_failed_run(workspace, ca
     (run,) = workspace.runs()
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"].startswith(expected)
+
+
+def test_a_sweep_checks_what_its_jobs_share_before_its_parent_run(workspace, capsys):
+    """Before: the store refused the 501-character experiment name (exit 1), after the
+    first job had started TensorFlow."""
+    name = "x" * 501
+    code = workspace.train("-m", *FAST, "activation=relu,elu", f"tracking.experiment={name}")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: tracking.experiment=") and "at most 500 characters" in err[-1]
+    assert [e.name for e in workspace.client().search_experiments()] == ["Default"]
