@@ -21,11 +21,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments import claims
-from experiments.config.checks import ConfigError, validate
+from experiments.config.checks import ConfigError, unknown_option, validate
 from experiments.config.schema import Config
 from experiments.paths import CONF_DIR, PROJECT_DIR
 from experiments.sweeps.callback import SWEEP_PARENT_ENV
@@ -311,9 +313,6 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> None:
     """`python -m experiments.train`: Hydra's main, with every way it can end as one line
     and an exit code (see EXIT_*), never a traceback wall for something the user did."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     # Hydra prints its own composition errors over several lines and exits 1; with
     # HYDRA_FULL_ERROR they reach this function, which says them in one line (exit 2).
     previous = os.environ.get("HYDRA_FULL_ERROR")
@@ -372,10 +371,6 @@ def _config_error_line(error: BaseException) -> str:
     """Hydra's and OmegaConf's messages as one line: what failed, then why (the cause's
     first line: "Value 'abc' could not be converted to Integer"); an unknown option as
     the options closest to it, where Hydra's first line only says what it could not find."""
-    from hydra.errors import MissingConfigException
-
-    from experiments.config.checks import unknown_option
-
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         line = unknown_option(error.missing_cfg_file, error.options)
         if line:
