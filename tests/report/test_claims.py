@@ -3,12 +3,14 @@ memory with known effects: no store needed)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
-from experiments.report import claims, compare, groups, statistics
+from experiments.report import claims, compare, groups, html, statistics
 from experiments.report.data import RunSummary
 from experiments.report.text import number
 
@@ -253,3 +255,44 @@ def test_a_claim_names_the_winner_first_with_the_interval_of_its_lead():
     assert (row.a, row.b) == ("sigmoid", "relu") and row.test.diff < 0 and row.significant
     line = next(line for line in lines if line.startswith("relu beats sigmoid on val_accuracy"))
     assert f"95% CI {number(-row.test.ci_high)} to {number(-row.test.ci_low)}" in line
+
+
+def test_a_seed_run_twice_is_compared_on_all_runs_and_the_page_says_so(tmp_path):
+    """elu's seed 1 launched a second time (tracking.skip_finished=false): its comparisons
+    are Welch's tests on all its runs, and the words, comparisons.csv and the page's
+    tables say so; relu against sigmoid stays paired."""
+    runs = make_runs(THREE)
+    again = copy.deepcopy(next(r for r in runs if r.run_id == "elu-he-1"))
+    again.run_id = "elu-he-1-again"
+    again.metrics = {"val_accuracy": 0.851, "test_accuracy": 0.842}
+    runs.append(again)
+    stats, lines = analyse(runs)
+    by_pair = {(c.a, c.b, c.metric): c for c in stats.comparisons}
+    elu = [r.metrics["val_accuracy"] for r in runs if r.choices["activation"] == "elu"]
+    relu = [r.metrics["val_accuracy"] for r in runs if r.choices["activation"] == "relu"]
+    test = by_pair["relu", "elu", "val_accuracy"].test
+    reference = scipy_stats.ttest_ind(relu, elu, equal_var=False)
+    assert not test.paired and (test.n_a, test.n_b) == (4, 5)
+    assert test.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    assert test.unpaired_because == "seed 1 ran 2 times in elu"
+    assert by_pair["relu", "sigmoid", "val_accuracy"].test.paired
+
+    rows = {(r["a"], r["b"], r["metric"]): r for r in stats.comparison_rows()}
+    assert {k: rows["relu", "elu", "val_accuracy"][k] for k in ("test", "n_a", "n_b")} == {
+        "test": "Welch's t-test",
+        "n_a": 4,
+        "n_b": 5,
+    }
+    assert rows["relu", "elu", "val_accuracy"]["unpaired_because"] == test.unpaired_because
+    assert rows["relu", "sigmoid", "val_accuracy"]["test"] == "paired t-test"
+    assert rows["relu", "sigmoid", "val_accuracy"]["unpaired_because"] == ""
+
+    line = next(line for line in lines if "relu" in line and "elu on val_accuracy" in line)
+    assert "Welch's t-test on all runs, not paired as seed 1 ran 2 times in elu, p = " in line
+    assert "n = 4 vs 5" in line
+
+    page = html.write_page(
+        tmp_path / "report.html", "t", "s", lines, {}, {}, runs, [], [], stats=stats
+    ).read_text()
+    assert "<td>Welch&#x27;s t-test (seed 1 ran 2 times in elu)</td><td>4 vs 5</td>" in page
+    assert "<td>1 ×2, 2, 3, 4</td>" in page  # the groups table's seeds of elu

@@ -70,6 +70,47 @@ def test_the_same_seeds_on_both_sides_are_paired_seed_by_seed():
     assert statistics.compare(a, b).p_value > 10 * found.p_value
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "seeds_a", "seeds_b", "because"),
+    [
+        # Paired, these two claimed p = 0.0034 with n_b = 3 and the difference outside its
+        # own interval, and p = 0 with an interval of zero width.
+        ([0.81, 0.9, 0.86], [0.7, 0.75, 0.85, 0.8], [1, 2, 3], [1, 1, 2, 3], "1 ran 2 times in b"),
+        ([0.8, 0.9], [0.7, 0.75, 0.85], [1, 2], [1, 1, 2], "1 ran 2 times in b"),
+        ([0.7, 0.8, 0.75], [0.81, 0.9], ["1", "1", "2"], ["1", "2"], "1 ran 2 times in a"),
+    ],
+)
+def test_a_seed_run_twice_is_compared_unpaired_on_every_run(a, b, seeds_a, seeds_b, because):
+    """The same seed twice on one side (a run launched again, two sweeps in one report)
+    has no single partner: Welch's t-test on all the runs, and the test says why."""
+    found = statistics.compare(a, b, seeds_a, seeds_b)
+    reference = scipy_stats.ttest_ind(a, b, equal_var=False)
+    ci = reference.confidence_interval(0.95)
+    assert not found.paired and found.name == "Welch's t-test"
+    assert (found.n_a, found.n_b) == (len(a), len(b))  # no run dropped
+    assert found.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    assert (found.ci_low, found.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert found.ci_low < found.diff < found.ci_high
+    assert found.unpaired_because == f"seed {because}"
+
+
+@pytest.mark.parametrize(
+    ("seeds_a", "seeds_b", "because"),
+    [
+        ([1, 2, 3], [1, 2, 3], ""),
+        ([1, 2, 3], [3, 2, 1], ""),
+        ([1, 2, 3], [1, 2, 4], "the seeds differ (only in a: 3; only in b: 4)"),
+        ([1, 2, None], [1, 2, 3], "a run of a has no seed"),
+        ([1, 2, 3], [1, 2, 2], "seed 2 ran 2 times in b"),
+        (None, [1, 2, 3], "seeds not given"),
+    ],
+)
+def test_runs_pair_only_when_both_sides_ran_the_same_seeds_once_each(seeds_a, seeds_b, because):
+    assert statistics.unpaired_because(seeds_a, seeds_b) == because
+    found = statistics.compare([0.80, 0.86, 0.83], [0.78, 0.85, 0.80], seeds_a, seeds_b)
+    assert found.paired == (because == "") and found.unpaired_because == because
+
+
 def test_a_side_with_one_value_cannot_be_compared():
     assert statistics.compare([0.8], B) is None
     same = statistics.compare([0.8, 0.8], [0.7, 0.7])

@@ -36,7 +36,10 @@ def _p(value: float) -> str:
 
 def comparison_line(c: Comparison) -> str:
     t = c.test
-    tested = f"{t.name}, p = {_p(t.p_value)}, Holm-adjusted {_p(c.p_adjusted)}"
+    # An unpaired test where seeds were known says why: a seed run twice would otherwise
+    # pass unnoticed, and the reader could not tell which runs the numbers rest on.
+    unpaired = f" on all runs, not paired as {t.unpaired_because}" if t.unpaired_because else ""
+    tested = f"{t.name}{unpaired}, p = {_p(t.p_value)}, Holm-adjusted {_p(c.p_adjusted)}"
     if c.significant:
         # Winner first, and the interval of winner minus loser.
         winner, loser = (c.a, c.b) if t.diff > 0 else (c.b, c.a)

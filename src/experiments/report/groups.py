@@ -96,7 +96,12 @@ class Group:
 
     @property
     def seeds(self) -> list[str]:
-        return sorted({s for run in self.runs if (s := seed_of(run)) is not None}, key=_seed_order)
+        return list(self.seed_counts())
+
+    def seed_counts(self) -> dict[str, int]:
+        """Runs per seed, in seed order: more than one where a seed ran again."""
+        counts = Counter(s for run in self.runs if (s := seed_of(run)) is not None)
+        return {s: counts[s] for s in sorted(counts, key=_seed_order)}
 
     def values(self, metric: str) -> tuple[list[float], list[str | None]]:
         """The metric's final value in each run that finished with a finite one (ratios
@@ -134,9 +139,11 @@ def health_order(health: str) -> int:
 
 
 GROUP_COLUMNS = ("group", "n", "metric", "mean", "std", "ci_low", "ci_high")
+# Columns added later go last, so a reader of an earlier comparisons.csv by position
+# still finds its columns where they were.
 COMPARISON_COLUMNS = (
     "a", "b", "factor", "metric", "diff", "ci_low", "ci_high", "p_value", "p_adjusted",
-    "significant",
+    "significant", "test", "n_a", "n_b", "unpaired_because",
 )  # fmt: skip
 
 
@@ -194,6 +201,10 @@ class Statistics:
                 c.test.p_value,
                 c.p_adjusted,
                 c.significant,
+                c.test.name,
+                c.test.n_a,
+                c.test.n_b,
+                c.test.unpaired_because,
             )
             for c in self.comparisons
         ]
@@ -233,8 +244,9 @@ def _one_factor_apart(a: Group, b: Group, factors: list[Factor]) -> Factor | Non
 
 def compare_groups(groups: list[Group], factors: list[Factor]) -> list[Comparison]:
     """Every pair of configurations that differ in one factor, on each final metric both
-    have two values of; each study's B on A against its baseline, paired by seed. The
-    pair's order follows the factor's values; p-values are adjusted together (Holm)."""
+    have two values of; each study's B on A against its baseline, paired by seed where
+    each seed ran once (`statistics.compare`). The pair's order follows the factor's
+    values; p-values are adjusted together (Holm)."""
     found: list[Comparison] = []
     for a, b in combinations(groups, 2):
         factor = _one_factor_apart(a, b, factors)
@@ -244,7 +256,7 @@ def compare_groups(groups: list[Group], factors: list[Factor]) -> list[Compariso
             a, b = b, a
         for metric in FINAL_METRICS:
             (values_a, seeds_a), (values_b, seeds_b) = a.values(metric), b.values(metric)
-            test = statistics.compare(values_a, values_b, seeds_a, seeds_b)
+            test = statistics.compare(values_a, values_b, seeds_a, seeds_b, (a.label, b.label))
             if test is not None:
                 found.append(Comparison(a.label, b.label, factor.key, metric, test))
     for g in groups:
@@ -252,17 +264,10 @@ def compare_groups(groups: list[Group], factors: list[Factor]) -> list[Compariso
             continue
         transfer, seeds = g.values(TRANSFER)
         baseline, baseline_seeds = g.values(BASELINE)
-        test = statistics.compare(transfer, baseline, seeds, baseline_seeds)
+        names = (f"{g.label} · B_on_A", f"{g.label} · baseline_B")
+        test = statistics.compare(transfer, baseline, seeds, baseline_seeds, names)
         if test is not None:
-            found.append(
-                Comparison(
-                    f"{g.label} · B_on_A",
-                    f"{g.label} · baseline_B",
-                    "transfer",
-                    "test_accuracy",
-                    test,
-                )
-            )
+            found.append(Comparison(*names, "transfer", "test_accuracy", test))
     adjusted = statistics.holm([c.test.p_value for c in found])
     for comparison, p in zip(found, adjusted, strict=True):
         comparison.p_adjusted = float(p)

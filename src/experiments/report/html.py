@@ -191,7 +191,9 @@ def _groups_table(stats: Statistics) -> str:
     rows = []
     for g in stats.groups:
         runs = f"{len(g.runs)}" + (f" ({g.failed} failed)" if g.failed else "")
-        cells = [g.label, runs, ", ".join(g.seeds)]
+        # A seed that ran more than once is counted: its runs are not paired by seed.
+        seeds = [s + (f" ×{k}" if k > 1 else "") for s, k in g.seed_counts().items()]
+        cells = [g.label, runs, ", ".join(seeds)]
         for metric in metrics:
             s = g.summaries.get(metric)
             cells += (
@@ -208,13 +210,14 @@ def _groups_table(stats: Statistics) -> str:
 
 
 def _comparisons_table(stats: Statistics) -> str:
-    head = ["a", "b", "factor", "metric", "diff (a - b)", "95% CI", "test", "p", "p (Holm)",
-            "significant", "seeds for 80% power"]  # fmt: skip
+    head = ["a", "b", "factor", "metric", "diff (a - b)", "95% CI", "test", "runs (a vs b)",
+            "p", "p (Holm)", "significant", "seeds for 80% power"]  # fmt: skip
     rows = []
     for c in stats.comparisons:
         t = c.test
+        test = f"{t.name} ({t.unpaired_because})" if t.unpaired_because else t.name
         cells = [c.a, c.b, c.factor, c.metric, number(t.diff), _interval(t.ci_low, t.ci_high),
-                 t.name, f"{t.p_value:.3g}", f"{c.p_adjusted:.3g}",
+                 test, f"{t.n_a} vs {t.n_b}", f"{t.p_value:.3g}", f"{c.p_adjusted:.3g}",
                  "yes" if c.significant else "no", str(c.seeds_needed or "")]  # fmt: skip
         css = "significant" if c.significant else ""
         rows.append(f'<tr class="{css}">{_cells(cells)}</tr>')

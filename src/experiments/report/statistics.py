@@ -13,14 +13,19 @@ is geometric, the std a factor, and the interval, exp of the t interval of the l
 never below zero.
 
 A difference of means is tested with Welch's t-test (`scipy.stats.ttest_ind`,
-equal_var=False), or with the paired t-test (`scipy.stats.ttest_rel`) when both sides ran
-the same seeds once each: then a seed's shared data order and probe batch cancel out.
-Either gives the 95% interval of the difference (`confidence_interval`).
+equal_var=False) on every run of both sides, or with the paired t-test
+(`scipy.stats.ttest_rel`) when both sides ran the same seeds once each: then a seed's
+shared data order and probe batch cancel out. A seed run twice on one side (the same run
+launched again, `tracking.skip_finished=false`, two sweeps in one report) has no single
+partner: pairing would drop a run or pair one run twice, and the paired test would claim
+a certainty the runs do not hold, so those runs are compared unpaired, and the test says
+why. Either test gives the 95% interval of the difference (`confidence_interval`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,7 +82,9 @@ def summarize_ratio(values: Sequence[float]) -> Summary:
 class Test:
     """mean(a) - mean(b), its 95% interval and two-sided p-value; `effect` is the
     standardized difference (Cohen's d with the two stds averaged, or d_z of the paired
-    differences) that the power estimate uses."""
+    differences) that the power estimate uses. n_a and n_b count the runs the test used:
+    every run given. `unpaired_because` says why an unpaired test was used ("" when
+    paired)."""
 
     diff: float
     ci_low: float
@@ -87,16 +94,34 @@ class Test:
     n_a: int
     n_b: int
     effect: float
+    unpaired_because: str = ""
 
     @property
     def name(self) -> str:
         return "paired t-test" if self.paired else "Welch's t-test"
 
 
-def _same_seeds(seeds_a: Sequence | None, seeds_b: Sequence | None) -> bool:
-    if seeds_a is None or seeds_b is None or None in seeds_a or None in seeds_b:
-        return False
-    return len(set(seeds_a)) == len(seeds_a) and set(seeds_a) == set(seeds_b)
+def unpaired_because(
+    seeds_a: Sequence | None, seeds_b: Sequence | None, names: tuple[str, str] = ("a", "b")
+) -> str:
+    """Why the runs of a and b cannot be paired seed by seed, in words naming the sides by
+    `names`; "" when they can: both sides ran the same seeds, each once."""
+    if seeds_a is None or seeds_b is None:
+        return "seeds not given"
+    reasons = []
+    for seeds, name in zip((seeds_a, seeds_b), names, strict=True):
+        if None in seeds:
+            reasons.append(f"a run of {name} has no seed")
+        counts = Counter(s for s in seeds if s is not None)
+        reasons += [f"seed {s} ran {k} times in {name}" for s, k in counts.items() if k > 1]
+    if reasons:
+        return ", ".join(reasons)
+    only = []
+    for mine, other, name in ((seeds_a, seeds_b, names[0]), (seeds_b, seeds_a, names[1])):
+        extra = [str(s) for s in mine if s not in set(other)]
+        if extra:
+            only.append(f"only in {name}: {', '.join(extra)}")
+    return f"the seeds differ ({'; '.join(only)})" if only else ""
 
 
 def compare(
@@ -104,14 +129,17 @@ def compare(
     b: Sequence[float],
     seeds_a: Sequence | None = None,
     seeds_b: Sequence | None = None,
+    names: tuple[str, str] = ("a", "b"),
 ) -> Test | None:
-    """Welch's t-test of a against b, or the paired test when both ran the same seeds;
-    None when a side has fewer than two values. With no spread on either side, any
-    difference is certain (p 0) and none is no evidence (p 1)."""
+    """The paired t-test of a against b when both ran the same seeds once each, else
+    Welch's t-test on all their runs; `names` name the sides in `unpaired_because`. None
+    when a side has fewer than two values. With no spread on either side, any difference
+    is certain (p 0) and none is no evidence (p 1)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(x) < 2 or len(y) < 2:
         return None
-    paired = _same_seeds(seeds_a, seeds_b)
+    reason = unpaired_because(seeds_a, seeds_b, names)
+    paired = not reason
     diff = float(x.mean() - y.mean())
     if paired:
         order = {seed: i for i, seed in enumerate(seeds_b)}
@@ -121,7 +149,8 @@ def compare(
         spread = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
     if spread == 0:
         p = 0.0 if diff != 0 else 1.0
-        return Test(diff, diff, diff, p, paired, len(x), len(y), math.inf if diff else 0.0)
+        effect = math.inf if diff else 0.0
+        return Test(diff, diff, diff, p, paired, len(x), len(y), effect, reason)
     result = stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False)
     ci = result.confidence_interval(CONFIDENCE)
     return Test(
@@ -133,6 +162,7 @@ def compare(
         len(x),
         len(y),
         abs(diff) / spread,
+        reason,
     )
 
 
