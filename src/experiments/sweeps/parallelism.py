@@ -13,17 +13,21 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import joblib
+
 log = logging.getLogger(__name__)
 
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 def available_cores() -> int:
-    """Cores this process may run on (an affinity mask or a container limit can be less
-    than the machine's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may use, as joblib counts them (loky's `cpu_count`): the fewest
+    of the machine's cores, the process's affinity mask, a container's CPU quota (cgroup
+    v1 or v2, rounded up to whole CPUs) and LOKY_MAX_CPU_COUNT. An affinity mask alone
+    misses the quota: on a 64-core host with a 4-CPU quota each of 2 jobs would start 32
+    threads. joblib resolves a negative n_jobs with this same count, so the number of
+    jobs and each one's share agree."""
+    return joblib.cpu_count()
 
 
 def _joblib_parallel_jobs(n_jobs: int | None, cores: int) -> int:
