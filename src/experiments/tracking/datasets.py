@@ -51,7 +51,7 @@ def source_of(data_cfg, folder: str | None) -> Any:
 def dataset_inputs(splits, name: str, source: Any) -> list:
     """One MLflow DatasetInput per split of `splits` (a data.Splits)."""
     import mlflow.data
-    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.entities import Dataset, DatasetInput, InputTag
 
     inputs = []
     for split, context in CONTEXTS.items():
@@ -59,8 +59,11 @@ def dataset_inputs(splits, name: str, source: Any) -> list:
         dataset = mlflow.data.from_numpy(
             features=x, targets=y, source=source, name=f"{name}-{split}", digest=digest(x, y)
         )
-        # The entity is what MLflow's own mlflow.log_input sends for a dataset.
+        # `to_dict` holds the fields of the entity MLflow's own mlflow.log_input sends
+        # (name, digest, source and its type, schema and profile as JSON).
         inputs.append(
-            DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(CONTEXT_TAG, context)])
+            DatasetInput(
+                Dataset.from_dictionary(dataset.to_dict()), tags=[InputTag(CONTEXT_TAG, context)]
+            )
         )
     return inputs
