@@ -7,7 +7,8 @@ what a persistent study needs on top:
   and several workers (processes, machines) on one study share the work;
 - each worker keeps a heartbeat on its running trials (Optuna beats only inside
   `study.optimize`, which an ask-and-tell loop does not use); a trial whose worker
-  died is failed and retried with the same parameters by whoever looks next;
+  died is failed and retried with the same parameters by whoever looks next, also one
+  that never got a beat (`_storage.StudyStorage`), so no wait is without an end;
 - a job learns its trial through its environment (`job.JobTrial`), reports per-epoch
   values and may end its trial PRUNED itself; the sweeper then leaves that trial as it is.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
 import threading
 import time
 import warnings
@@ -28,6 +30,7 @@ from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
+from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
@@ -35,13 +38,27 @@ from optuna.trial import TrialState
 
 from . import _space
 from ._figures import write_figures
-from ._storage import open_storage, shown
+from ._storage import (
+    SQLITE_LOCK_WAIT_S,
+    StorageError,
+    open_storage,
+    reason,
+    shown,
+    storage_errors,
+)
 from .job import STORAGE_ENV, STUDY_ENV, TRIAL_ENV, env_override
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "optuna.db"
 RESULTS_FILE = "optimization_results.yaml"
+# The exit status of a search its database refused, as the entry point's for a store error.
+EXIT_STORAGE = 1
+
+
+class SweeperConfigError(HydraException, ValueError):
+    """A `hydra.sweeper` setting out of range; the entry point says it in one line (exit 2),
+    as Hydra's own config errors."""
 
 
 def _direction(direction: Any) -> str:
@@ -73,23 +90,47 @@ def finished(study: optuna.Study, trial: optuna.trial.Trial) -> bool:
 
 
 class Heartbeat:
-    """Beats for this worker's running trials until the batch is back."""
+    """Beats for this worker's running trials until the batch is back. A trial beats as
+    soon as it is added, right after `ask`: other workers fail a RUNNING trial that has
+    no beat once it is older than the grace period."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: list[int]):
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: Sequence[int] = ()):
         self.storage = storage
-        self.trial_ids = trial_ids
+        self.interval = storage.get_heartbeat_interval()
+        # trial_id -> how the log names the trial (its number once known).
+        self.trials: dict[int, str] = {i: f"id {i}" for i in trial_ids}
+        self.missed = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
+    def add(self, trial: optuna.trial.Trial) -> None:
+        self.trials[trial._trial_id] = str(trial.number)
+        self.record(trial._trial_id)
+
+    def record(self, trial_id: int) -> None:
+        try:
+            self.storage.record_heartbeat(trial_id)
+        except Exception as e:  # a busy database costs one beat, not the search
+            name = self.trials.get(trial_id, f"id {trial_id}")
+            if self.missed:
+                log.debug("heartbeat of trial %s missed: %s", name, reason(e))
+                return
+            # Once: a database that refuses every beat would say so every interval.
+            self.missed = True
+            log.warning(
+                "heartbeat of trial %s missed (%s): other workers fail a trial without a "
+                "beat for %d s; trying again every %d s",
+                name,
+                reason(e),
+                2 * self.interval,
+                self.interval,
+            )
+
     def _beat(self) -> None:
-        interval = self.storage.get_heartbeat_interval()
         while True:
-            for trial_id in self.trial_ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception as e:  # a busy database costs one beat, not the search
-                    log.debug("heartbeat of trial %s missed: %s", trial_id, e)
-            if self.stop.wait(timeout=interval):
+            for trial_id in list(self.trials):
+                self.record(trial_id)
+            if self.stop.wait(timeout=self.interval):
                 return
 
     def __enter__(self) -> Heartbeat:
@@ -98,7 +139,11 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self.thread.join()
+        # A beat blocked on the database lasts at most SQLite's lock wait; the thread is a
+        # daemon, so a beat stuck longer (a lost PostgreSQL connection) holds up nothing.
+        self.thread.join(timeout=SQLITE_LOCK_WAIT_S + self.interval)
+        if self.thread.is_alive():
+            log.warning("heartbeat thread still in a database call; going on without it")
 
 
 class StudySweep(Sweeper):
@@ -118,12 +163,19 @@ class StudySweep(Sweeper):
         params: DictConfig | None,
     ) -> None:
         if not 0.0 <= max_failure_rate <= 1.0:
-            raise ValueError(
-                f"hydra.sweeper.max_failure_rate={max_failure_rate}: must be in [0, 1]"
+            raise SweeperConfigError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate} is not allowed: "
+                "must be in [0, 1]"
             )
-        for key, value in (("n_jobs", n_jobs), ("heartbeat_interval", heartbeat_interval)):
+        for key, value in (
+            ("n_trials", n_trials),
+            ("n_jobs", n_jobs),
+            ("heartbeat_interval", heartbeat_interval),
+        ):
             if value < 1:
-                raise ValueError(f"hydra.sweeper.{key}={value}: must be >= 1")
+                raise SweeperConfigError(
+                    f"hydra.sweeper.{key}={value} is not allowed: must be >= 1"
+                )
         self.sampler = sampler
         self.pruner = pruner
         self.direction = _direction(direction)
@@ -153,6 +205,15 @@ class StudySweep(Sweeper):
         self.study_name = self.study_name or str(config.hydra.job.name)
 
     def sweep(self, arguments: list[str]) -> None:
+        try:
+            self._search(arguments)
+        except StorageError as e:
+            # The search process's own error, not a job's: one line, as the entry point
+            # ends on a store error; Hydra's exit ends the sweep's MLflow parent run FAILED.
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_STORAGE)
+
+    def _search(self, arguments: list[str]) -> None:
         space, fixed = _space.parse(
             [f"{k}={v}" for k, v in (self.params or {}).items()] + arguments
         )
@@ -164,22 +225,23 @@ class StudySweep(Sweeper):
             if target > size:
                 log.info("n_trials %d > %d points on the grid: %d trials", target, size, size)
                 target = size
-        storage = open_storage(self.storage_url, self.heartbeat_interval, self.max_retry)
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            sampler=self.sampler,
-            pruner=self.pruner,
-            direction=self.direction,
-            load_if_exists=True,
-        )
+        with storage_errors(self.storage_url):
+            storage = open_storage(self.storage_url, self.heartbeat_interval, self.max_retry)
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                sampler=self.sampler,
+                pruner=self.pruner,
+                direction=self.direction,
+                load_if_exists=True,
+            )
+            existing = counted(study.get_trials(deepcopy=False))
         if study.direction.name.lower() != self.direction:
-            raise ValueError(
+            raise SweeperConfigError(
                 f"study {self.study_name!r} in {shown(self.storage_url)} was created to "
                 f"{study.direction.name.lower()}, not to {self.direction}: set "
                 "hydra.sweeper.study_name to start another study"
             )
-        existing = counted(study.get_trials(deepcopy=False))
         if existing:
             # A sampler seeded like the worker that began the study would propose its
             # points again (a resumed run, a second worker): this one draws its own.
@@ -202,19 +264,33 @@ class StudySweep(Sweeper):
                     env_override(STUDY_ENV, self.study_name),
                 ]
             )
+        waiting: list[int] = []
         while True:
-            self._fail_stale(study)
-            trials = study.get_trials(deepcopy=False)
+            with storage_errors(self.storage_url):
+                # Every RUNNING trial has a live worker after this, or is failed (and
+                # retried) within the grace period: the wait below always ends.
+                self._fail_stale(study)
+                trials = study.get_trials(deepcopy=False)
             # Trials still to create, and retries queued (WAITING) that `ask` hands out first.
             to_ask = target - counted(trials) + sum(t.state == TrialState.WAITING for t in trials)
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
             if to_ask > 0:
                 self._run_batch(study, storage, space, fixed, min(self.n_jobs, to_ask))
-            elif any(t.state == TrialState.RUNNING for t in trials):
+            elif running:
+                if running != waiting:
+                    log.info(
+                        "waiting for trial(s) %s of other workers; one whose worker stops "
+                        "beating is failed %d s after its last beat (or its start)",
+                        ", ".join(map(str, running)),
+                        2 * self.heartbeat_interval,
+                    )
+                    waiting = running
                 # Other workers' last trials: if one of them dies, its trial is retried here.
                 time.sleep(min(1.0, self.heartbeat_interval))
             else:
                 break
-        self._write_results(study, target)
+        with storage_errors(self.storage_url):
+            self._write_results(study, target)
 
     @staticmethod
     def _fail_stale(study: optuna.Study) -> None:
@@ -222,26 +298,28 @@ class StudySweep(Sweeper):
             optuna.storages.fail_stale_trials(study)
 
     def _run_batch(self, study, storage, space, fixed, size: int) -> None:
-        with quiet():
-            trials = [study.ask() for _ in range(size)]
-        overrides = []
-        for trial in trials:
-            params = {**_space.suggest(trial, space), **fixed}
-            overrides.append(
-                tuple(f"{k}={v}" for k, v in params.items())
-                + (env_override(TRIAL_ENV, trial.number),)
-            )
-        with (
-            Heartbeat(storage, [t._trial_id for t in trials]),
-            self._retry_if_stopped(study, trials),
-        ):
+        trials: list[optuna.trial.Trial] = []
+        with Heartbeat(storage) as heartbeat, self._retry_if_stopped(study, trials):
+            overrides = []
+            with storage_errors(self.storage_url), quiet():
+                for _ in range(size):
+                    trial = study.ask()
+                    trials.append(trial)
+                    heartbeat.add(trial)
+                for trial in trials:
+                    params = {**_space.suggest(trial, space), **fixed}
+                    overrides.append(
+                        tuple(f"{k}={v}" for k, v in params.items())
+                        + (env_override(TRIAL_ENV, trial.number),)
+                    )
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         self.job_idx += len(returns)
-        failures = [
-            e
-            for trial, ret in zip(trials, returns, strict=True)
-            if (e := self._tell(study, trial, ret))
-        ]
+        with storage_errors(self.storage_url):
+            failures = [
+                e
+                for trial, ret in zip(trials, returns, strict=True)
+                if (e := self._tell(study, trial, ret))
+            ]
         if failures and len(failures) / len(returns) > self.max_failure_rate:
             log.error(
                 "%d of %d trials failed (max_failure_rate=%s)",

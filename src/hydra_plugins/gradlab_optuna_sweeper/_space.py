@@ -16,6 +16,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
+from hydra.errors import HydraException
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -24,8 +25,9 @@ from optuna.distributions import (
 )
 
 
-class SearchSpaceError(ValueError):
-    """A search space Optuna cannot sample."""
+class SearchSpaceError(HydraException, ValueError):
+    """A search space Optuna cannot sample: a config error, which the entry point says in
+    one line (exit 2), as Hydra's own."""
 
 
 def _choices(override: Override) -> list[Any]:

@@ -13,13 +13,16 @@ from omegaconf import DictConfig
 
 class OptunaStudySweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
-        from ._impl import StudySweep
-
-        self.sweeper = StudySweep(**settings)
+        # The settings are checked in setup: Hydra wraps whatever this constructor raises
+        # in "Error in call to target ...", and a bad setting should read as itself.
+        self.settings = settings
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from ._impl import StudySweep
+
+        self.sweeper = StudySweep(**self.settings)
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
