@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments import claims
 from experiments.config.checks import ConfigError, unknown_option, validate
 from experiments.config.schema import Config
+from experiments.errors import UserError
 from experiments.paths import CONF_DIR, PROJECT_DIR
 from experiments.sweeps.callback import SWEEP_PARENT_ENV
 from experiments.transfer.options import TransferName
@@ -37,10 +38,6 @@ from experiments.transfer.options import TransferName
 # the run's own log; its errors still reach Python as exceptions. Set it to 0 to see all.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 log = logging.getLogger(__name__)
-
-
-class UserError(RuntimeError):
-    """An error the user can fix (data, store); reported as one line, not a traceback."""
 
 
 # Exit codes: 1 a store or data error, 2 a config error, 3 a run that finished but whose

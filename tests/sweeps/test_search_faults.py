@@ -155,17 +155,17 @@ def test_a_read_only_study_database_is_one_line(workspace, capsys):
     path = workspace.folder / "optuna.db"
     optuna.create_study(study_name="gradient-lab", storage=f"sqlite:///{path}")
     url = f"sqlite:///file:{path}?mode=ro&uri=true"
-    # Hydra's own callback, which does nothing, in place of the one that opens the sweep's
-    # MLflow parent run: the end-to-end test below checks how that run ends, in a process
-    # whose exit ends it.
-    nothing = "hydra.callbacks.mlflow_sweep._target_=hydra.experimental.callback.Callback"
-    code = workspace.train(*SEARCH, f"hydra.sweeper.storage='{url}'", nothing)
+    code = workspace.train(*SEARCH, f"hydra.sweeper.storage='{url}'")
     assert code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert errors == [
-        f"error: Optuna storage {url} failed (attempt to write a readonly database): make "
+    reason = (
+        f"Optuna storage {url} failed (attempt to write a readonly database): make "
         f"{path} and its folder writable, or set hydra.sweeper.storage to another database"
-    ]
+    )
+    parent = sweep_parent(workspace.client())
+    assert errors == [f"error: {reason}; sweep run {parent.info.run_id} ended FAILED"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failure_reason"] == reason
 
 
 @pytest.mark.slow
@@ -188,4 +188,6 @@ def test_a_read_only_study_file_ends_the_search_and_its_parent_run(workspace):
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, output
     assert f"Optuna storage sqlite:///{path} failed (attempt to write a readonly" in errors[0]
-    assert sweep_parent(workspace.client()).info.status == "FAILED"
+    parent = sweep_parent(workspace.client())
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failure_reason"].startswith(f"Optuna storage sqlite:///{path}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import sys
 import threading
 import time
 import warnings
@@ -40,7 +39,6 @@ from . import _space
 from ._figures import write_figures
 from ._storage import (
     SQLITE_LOCK_WAIT_S,
-    StorageError,
     open_storage,
     reason,
     shown,
@@ -53,7 +51,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = "optuna.db"
 RESULTS_FILE = "optimization_results.yaml"
 # The exit status of a search its database refused, as the entry point's for a store error.
-EXIT_STORAGE = 1
 
 
 class SweeperConfigError(HydraException, ValueError):
@@ -205,15 +202,6 @@ class StudySweep(Sweeper):
         self.study_name = self.study_name or str(config.hydra.job.name)
 
     def sweep(self, arguments: list[str]) -> None:
-        try:
-            self._search(arguments)
-        except StorageError as e:
-            # The search process's own error, not a job's: one line, as the entry point
-            # ends on a store error; Hydra's exit ends the sweep's MLflow parent run FAILED.
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(EXIT_STORAGE)
-
-    def _search(self, arguments: list[str]) -> None:
         space, fixed = _space.parse(
             [f"{k}={v}" for k, v in (self.params or {}).items()] + arguments
         )

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from experiments.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # Seconds a SQLite writer waits for another one's lock before it gives up: several
@@ -36,7 +38,7 @@ def shown(url: str) -> str:
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError):
     """The study's database refused the sweeper (read-only, unreachable): one line that
     names it and what to do."""
 
