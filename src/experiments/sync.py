@@ -3,8 +3,11 @@ in their output folders because the tracking store failed (`unsent_records.jsonl
 the runs and stores they belong to, then closes each run with its true status.
 
 A folder may be one run's output folder, a sweep's folder or any folder above them; every
-run below it is synced. Sending twice duplicates nothing. Exit code 0 when everything
-arrived, 1 when something is left (each folder's line says why).
+run below it is synced, with what its runs kept in the temporary folder when their disk
+was full (tracking.replay). Sending twice duplicates nothing. A line cut by a crash is
+named (file and line) and set aside; every complete record around it is sent. Exit code
+0 when every complete record arrived, 1 when something is left (each folder's line says
+why).
 """
 
 from __future__ import annotations
@@ -15,14 +18,22 @@ from pathlib import Path
 
 
 def sync_folder(folder: Path) -> tuple[str, bool]:
-    """One line about the folder, and whether everything in it has arrived."""
+    """One line about the folder, and whether everything in it has arrived. A torn
+    line (a crash cut its write) is named on stderr, with its file and line, when it is
+    set aside; the folder's line counts those set aside so far."""
     from experiments.tracking import replay
     from experiments.tracking.recorder import RunRecorder
     from experiments.tracking.store import open_store
 
-    records = replay.pending(folder)
+    kept = replay.read(folder)
+    for line in kept.torn:
+        print(f"warning: {line}", file=sys.stderr)
+    torn = replay.torn_count(folder)
+    aside = f" ({torn} torn line{'s' * (torn != 1)} set aside in {folder / replay.TORN_FILE})"
+    aside = aside if torn else ""
+    records = kept.records
     if not records:
-        return f"{folder}: nothing left to send", True
+        return f"{folder}: nothing left to send{aside}", True
     clients = {}
 
     def recorder_for(record):
@@ -33,7 +44,7 @@ def sync_folder(folder: Path) -> tuple[str, bool]:
 
     outcome = replay.replay(folder, recorder_for)  # a store that cannot open: in outcome.error
     runs = sorted({r["run_id"] for _, r in records})
-    line = f"{folder}: {outcome.sent} records sent to run {', '.join(runs)}"
+    line = f"{folder}: {outcome.sent} records sent to run {', '.join(runs)}{aside}"
     if outcome.left:
         return f"{line}; {outcome.left} left ({outcome.error}); run sync again", False
     return line, True

@@ -9,6 +9,11 @@ every call: each failing call waits for the client's retries), and once it answe
 what was kept, in order, and carries on. An artifact store that fails while the tracking
 store works costs that artifact only: metrics, tags and the run's end still go out.
 Whatever is left at the end is reported in one line; `python -m experiments.sync` sends it.
+
+A full disk: when the output folder cannot take a record either, the records go on in
+the run's spill folder in the temporary folder (`replay.open_spill`); the end line says
+where, and names the full disk (ENOSPC) and what to do. At the end the run's tags list
+the artifacts the store lacks (`replay.MISSING_TAG`, kept up to date by every replay).
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ class ResilientRecorder:
         )
         self.failure: str | None = None  # the tracking store's, while it fails
         self.artifact_failure: str | None = None
+        self.write_failure: str | None = None  # a folder of the run's files refused them
+        # The first full disk met: its mount point (a remote store: its URI).
+        self.full_disk: str | None = None
+        self.spill: Path | None = None  # files and records the output folder refuses
+        self.unwritten: list[str] = []  # artifacts that could be written nowhere
+        self.spilled: list[str] = []  # artifacts written in the spill folder instead
+        self.lost = 0  # records that could be kept nowhere
+        self.status: str | None = None  # the status the run was ended with
+        self._records_spilled = False
         self._next_try = 0.0
 
     @property
@@ -58,9 +72,14 @@ class ResilientRecorder:
         return self.failure is not None
 
     @property
+    def folders(self) -> list[Path]:
+        """Where this run's records are kept, in the order they were made."""
+        return [self.output_dir, *filter(None, [self.spill])]
+
+    @property
     def unsent(self) -> int:
-        """Records kept in the output folder that have not reached the store."""
-        return len(replay.pending(self.output_dir))
+        """Records kept (output folder, spill folder) that have not reached the store."""
+        return sum(len(replay.pending(folder)) for folder in self.folders)
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._send("params", {"params": params}, lambda: self.recorder.log_params(params))
@@ -94,39 +113,91 @@ class ResilientRecorder:
         )
 
     def end(self, status: str, reason: str | None = None) -> None:
+        self.status = status
         if self.offline:
             self._next_try = 0.0  # the last chance to send everything: try now
+        self._tag_missing()
         self._send(
             "end", {"status": status, "reason": reason}, lambda: self.recorder.end(status, reason)
         )
-        left = self.unsent
-        if left:
-            why = self.failure or self.artifact_failure
+        line = self.incomplete_reason()
+        if line:  # a sweep's job says it here: only a single run prints the line itself
+            safe = not (self.unwritten or self.lost)
             log.warning(
-                "run %s is incomplete in %s (%s): %d records could not be sent. Nothing "
-                "trained is lost: they, the model (model/), every epoch's metrics "
-                "(history.csv) and the config are in %s on %s; `python -m experiments.sync "
-                "%s` sends them",
-                self.run_id,
-                self.client.tracking_uri,
-                why,
-                left,
-                self.output_dir,
-                platform.node(),
-                self.output_dir,
+                "%s%s",
+                line,
+                f". Nothing trained is lost: the model (model/), every epoch's metrics "
+                f"(history.csv) and the config are in {self.output_dir} on {platform.node()}"
+                if safe
+                else f" (host {platform.node()})",
             )
 
     def incomplete_reason(self) -> str | None:
         """One line for the end of the command, or None when everything arrived."""
-        left = self.unsent
-        if not left:
+        left, places = self.unsent, ", ".join(str(f) for f in self.folders if replay.pending(f))
+        if not (left or self.unwritten or self.lost):
             return None
-        why = self.failure or self.artifact_failure
+        why = self.failure or self.artifact_failure or self.write_failure
+        sync = f"`python -m experiments.sync {self.output_dir}`"
+        parts = [f"{left} records are kept in {places}"] if left else []
+        if self.spilled:
+            parts.append(f"{', '.join(self.spilled)} written in {self.spill} instead")
+        if self.unwritten:
+            parts.append(f"not written anywhere: {', '.join(self.unwritten)}")
+        if self.lost:
+            parts.append(f"{self.lost} records could be kept nowhere")
+        if self.full_disk is None:
+            return (
+                f"run {self.run_id} is incomplete in {self.client.tracking_uri} ({why}): "
+                f"{'; '.join(parts)}" + (f"; {sync} sends them" if left else "")
+            )
+        missing = replay.missing_artifacts(self.run_id, self.folders)
+        ended = "finished" if self.status == "FINISHED" else f"ended {self.status}"
         return (
-            f"run {self.run_id} is incomplete in {self.client.tracking_uri} ({why}): {left} "
-            f"records are kept in {self.output_dir}; `python -m experiments.sync "
-            f"{self.output_dir}` sends them"
+            f"no space left on device (ENOSPC) on {self.full_disk}: run {self.run_id} {ended}, "
+            f"but not all of it reached {self.client.tracking_uri}"
+            + (f" (missing artifacts: {', '.join(missing)})" if missing else "")
+            + f"; {'; '.join(parts)}; free space on {self.full_disk}"
+            + (f", then {sync} sends them" if left else "")
         )
+
+    def note_write_failure(self, what: str, error: OSError, folder: Path) -> None:
+        """A file of the run (an artifact, the model) could not be written in `folder`."""
+        self._note_full(error, folder)
+        if self.write_failure is None:
+            self.write_failure = f"{folder}: {replay.one_line(error)}"
+        log.warning("%s could not be written in %s (%s)", what, folder, replay.one_line(error))
+
+    def note_unwritten(self, what: str) -> None:
+        """An artifact that no folder could take: named in the end line and the run's tags."""
+        self.unwritten.append(what)
+
+    def spill_folder(self) -> Path:
+        """The run's spill folder, made on first use (raises OSError if it cannot be)."""
+        if self.spill is None:
+            self.spill = replay.open_spill(self.run_id, self.output_dir)
+        return self.spill
+
+    def _tag_missing(self) -> None:
+        """The run's tags say which artifacts the store lacks and why, before it ends.
+        While the tracking store is away, MISSING_TAG is left to the replay that sends
+        the kept records (it sets the tag from what is still kept then); the artifacts
+        written nowhere are no records, so their tags are sent or kept as one."""
+        tags = {}
+        missing = replay.missing_artifacts(self.run_id, self.folders)
+        if missing and not self.offline:
+            tags[replay.MISSING_TAG] = ", ".join(missing)
+            tags[replay.MISSING_REASON_TAG] = replay.missing_reason(
+                self.artifact_failure or self.write_failure, self.folders, self.output_dir
+            )
+        if self.unwritten:
+            tags[replay.UNWRITTEN_TAG] = ", ".join(self.unwritten)
+            tags[replay.UNWRITTEN_REASON_TAG] = str(self.write_failure)
+        if self.full_disk is not None:
+            for key in [k for k in tags if k.endswith("_reason")]:
+                tags[key] = f"no space left on device (ENOSPC) on {self.full_disk}: {tags[key]}"
+        if tags:
+            self.set_tags(tags)
 
     def _send(self, kind: str, payload: dict[str, Any], call: Callable[[], None]) -> None:
         if self.offline:
@@ -137,10 +208,24 @@ class ResilientRecorder:
                 return
             except Exception as e:  # whatever the store raises, training must go on
                 if kind in replay.ARTIFACT_KINDS and replay.store_answers(self.recorder):
+                    replay.drop_partial_artifact(self.recorder, {"kind": kind, **payload})
+                    if replay.no_space(e):
+                        self._note_full(e, replay.local_artifacts(self.recorder))
                     self._artifact_failed(e)
                 else:
+                    from experiments.tracking.store import sqlite_path
+
+                    uri = self.client.tracking_uri
+                    self._note_full(e, sqlite_path(uri) or uri)
                     self._go_offline(e)
         self._keep(kind, payload)
+
+    def _note_full(self, error: BaseException, where: Path | str | None) -> None:
+        """Notes the first full disk: the file the error names, else `where` (the store,
+        the artifact folder), else the output folder."""
+        if self.full_disk is None and replay.no_space(error):
+            place = replay.path_of(error) or where or self.output_dir
+            self.full_disk = str(replay.mount_of(place) if isinstance(place, Path) else place)
 
     def _artifact_failed(self, error: Exception) -> None:
         if self.artifact_failure is None:
@@ -171,28 +256,51 @@ class ResilientRecorder:
         only if all of it (but artifacts the artifact store refuses) went out."""
         if time.monotonic() < self._next_try:
             return
-        outcome = replay.replay(self.output_dir, lambda record: self.recorder)
-        stuck = [
-            r for _, r in replay.pending(self.output_dir) if r["kind"] not in replay.ARTIFACT_KINDS
-        ]
-        if stuck:
-            self._next_try = time.monotonic() + self.retry_seconds
-            return
+        sent = 0
+        for folder in self.folders:
+            sent += replay.replay(folder, lambda record: self.recorder).sent
+            stuck = [r for _, r in replay.pending(folder) if r["kind"] not in replay.ARTIFACT_KINDS]
+            if stuck:  # the later folder's records must wait for these
+                self._next_try = time.monotonic() + self.retry_seconds
+                return
         log.info(
             "tracking store %s answers again: %d kept records sent",
             self.client.tracking_uri,
-            outcome.sent,
+            sent,
         )
         self.failure = None
 
     def _keep(self, kind: str, payload: dict[str, Any]) -> None:
-        replay.keep(
-            self.output_dir,
-            {
-                "kind": kind,
-                "time_ms": int(time.time() * 1000),
-                "run_id": self.run_id,
-                "tracking_uri": self.client.tracking_uri,
-                **payload,
-            },
-        )
+        record = {
+            "kind": kind,
+            "time_ms": int(time.time() * 1000),
+            "run_id": self.run_id,
+            "tracking_uri": self.client.tracking_uri,
+            **payload,
+        }
+        if not self._records_spilled:
+            try:
+                replay.keep(self.output_dir, record)
+                return
+            except OSError as e:
+                self.note_write_failure("the run's records", e, self.output_dir)
+        try:
+            replay.keep(self.spill_folder(), record)
+            if not self._records_spilled:
+                # From now on, all of them: a replay reads the output folder, then this.
+                self._records_spilled = True
+                log.warning(
+                    "the output folder %s cannot take the run's records: they go to %s",
+                    self.output_dir,
+                    self.spill,
+                )
+        except OSError as e:
+            self._note_full(e, None)
+            if not self.lost:
+                log.error(
+                    "a record of run %s can be kept nowhere (%s); the run's end line counts "
+                    "what was lost",
+                    self.run_id,
+                    replay.one_line(e),
+                )
+            self.lost += 1

@@ -11,15 +11,17 @@ run's artifacts, tags the gradient verdict (`gradient_health`), then ends the ru
 FINISHED, or FAILED with the failure's tags; a run that ends before `finish` is tagged
 `unknown`. From the
 moment a run is open, a store that fails costs records, never the training
-(`ResilientRecorder`).
+(`ResilientRecorder`); once training is over, a file that cannot be written (a full
+disk) costs that file, never the run's end (`RunSession.made`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.resilient import ResilientRecorder
@@ -30,6 +32,7 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 MODEL_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 # Groups whose choices name a run, in this order (a preset's name replaces them).
 NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
+T = TypeVar("T")
 
 
 class FailureReport(Protocol):
@@ -129,11 +132,40 @@ class RunSession(ResilientRecorder):
         self.log_datasets(entities)
 
     def log_trained_model(self, model, example, step: int) -> None:
-        """The model saved in the output folder, then as the run's Logged Model."""
+        """The model saved in the output folder (or, on a full disk, the spill folder),
+        then as the run's Logged Model."""
         from experiments.tracking.logged_model import save
 
-        folder = save(model, example, self.output_dir / "model", self.run_id)
-        self.log_model(folder, step, list(MODEL_METRICS))
+        folder = self.made(lambda base: save(model, example, base / "model", self.run_id), "model")
+        if folder is not None:
+            self.log_model(folder, step, list(MODEL_METRICS))
+
+    def log_made(self, make: Callable[[Path], list[tuple[Path, str | None]]], what: str) -> None:
+        """Files `make` writes in a folder, logged (see `made`)."""
+        written = self.made(make, what)
+        if written is not None:
+            self.log_files(written)
+
+    def made(self, make: Callable[[Path], T], what: str) -> T | None:
+        """`make(folder)` in the output folder; if that folder refuses (a full disk, a
+        read-only folder), what it left there is removed and it is made in the run's
+        spill folder instead; if that fails too, `what` is named as unwritten and None
+        returned. Training is over by now: a file that cannot be written costs that
+        file, never the run's end."""
+        from experiments.tracking.replay import spill_folder
+
+        try:
+            return _leaving_nothing_on_failure(make, self.output_dir)
+        except OSError as e:
+            self.note_write_failure(what, e, self.output_dir)
+        try:
+            made = _leaving_nothing_on_failure(make, self.spill_folder())
+            self.spilled.append(what)
+            return made
+        except OSError as e:
+            self.note_write_failure(what, e, spill_folder(self.run_id))
+        self.note_unwritten(what)
+        return None
 
     def monitor_system(self, interval: float) -> None:
         """CPU, memory, disk and network every `interval` seconds as `system/*` metrics,
@@ -202,8 +234,10 @@ class RunSession(ResilientRecorder):
             test = evaluate(model, data.x_test, data.y_test, training)
             self.log_metrics(test, step=last_step)
         if diagnostics is not None:
-            self.log_files(diagnostics.write_artifacts(self.output_dir))
-        self.log_files(write_model_artifacts(model, history, self.output_dir))
+            self.log_made(diagnostics.write_artifacts, "diagnostics files")
+        self.log_made(
+            lambda folder: write_model_artifacts(model, history, folder), "model summary and plots"
+        )
         if save_model and not outcome.exploded:
             self.log_trained_model(model, data.x_test, last_step)
         from experiments.diagnostics.verdict import judge
@@ -217,3 +251,19 @@ class RunSession(ResilientRecorder):
         else:
             self.end("FINISHED")
         return test
+
+
+def _leaving_nothing_on_failure(make: Callable[[Path], T], folder: Path) -> T:
+    """`make(folder)`; if it raises OSError, the files and folders it added go (a file
+    cut short by a full disk is no artifact, and removing it gives the space back)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.rglob("*"))
+    try:
+        return make(folder)
+    except OSError:
+        for path in sorted(set(folder.rglob("*")) - before, reverse=True):  # deepest first
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
