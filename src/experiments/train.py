@@ -180,12 +180,14 @@ def _record(
         client.tracking_uri,
         cfg.tracking.experiment,
     )
-    if cfg.tracking.system_metrics:
-        session.monitor_system(cfg.tracking.system_metrics_interval)
-    session.log_params(flatten(resolved))
-    session.log_files(write_config_artifacts(resolved, job.overrides, job.output_dir))
     try:
         with session.closing(plain=(data.DataError, TransferError, OutOfMemory)):
+            if cfg.tracking.system_metrics:
+                session.monitor_system(cfg.tracking.system_metrics_interval)
+            session.log_params(flatten(resolved))
+            session.log_made(
+                lambda folder: write_config_artifacts(resolved, job.overrides, folder), "config"
+            )
             splits = data.load(cfg.data)
             session.log_splits(splits, cfg.data.name.value, source_of(cfg.data, splits.folder))
             # After the data: a file that cannot be read fails before TensorFlow's start-up.

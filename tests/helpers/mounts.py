@@ -1,6 +1,6 @@
-"""Real file-system faults for tests: a small tmpfs that fills up, a folder made
-read-only by remounting it (chmod does not stop root, who runs CI). Tests skip, saying
-why, where mounting is not allowed."""
+"""Real file-system faults for tests: a small tmpfs that fills up (and is resized to
+free space), a folder made read-only by remounting it (chmod does not stop root, who
+runs CI). Tests skip, saying why, where mounting is not allowed."""
 
 from __future__ import annotations
 
@@ -31,3 +31,8 @@ def tmpfs(folder: Path, size: str = "16m") -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def resize(folder: Path, size: str) -> None:
+    """Space freed (or taken) on a mounted tmpfs."""
+    remount(folder, f"size={size}")

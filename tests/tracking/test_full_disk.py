@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers.disks import resize, tmpfs
+from helpers.mounts import resize, tmpfs
 from helpers.workspace import Workspace
 from mlflow.entities import LoggedModelStatus
 
@@ -19,6 +19,7 @@ from experiments.sync import main as sync_main
 from experiments.tracking import replay
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.resilient import ResilientRecorder
+from experiments.tracking.store import TrackingError, open_store
 
 
 @pytest.fixture
@@ -224,3 +225,15 @@ def test_a_model_left_pending_by_an_upload_that_never_ended_is_marked_failed(wor
     assert stale.status == LoggedModelStatus.FAILED
     assert "never finished" in stale.tags["failure_reason"]
     assert not client.list_logged_model_artifacts(stale.model_id)
+
+
+def test_a_store_that_cannot_be_created_on_a_full_disk_says_so(tmp_path):
+    """Before: `cannot be used: ... database or disk is full (Background on this error
+    at: https://sqlalche.me/...)`, naming neither the cause nor what to do."""
+    with tmpfs(tmp_path / "tiny", "64k") as disk:
+        with pytest.raises(TrackingError) as refused:
+            open_store(f"sqlite:///{disk / 'mlflow.db'}")
+    assert str(refused.value) == (
+        f"tracking store {disk / 'mlflow.db'} cannot be written (no space left on device, "
+        "ENOSPC): free space on its disk, or point tracking.uri at another store"
+    )

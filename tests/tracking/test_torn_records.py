@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.disks import tmpfs
+from helpers.mounts import tmpfs
 
 from experiments.sync import main as sync_main
 from experiments.tracking import replay

@@ -126,6 +126,11 @@ def describe_failure(uri: str, error: Exception) -> str:
             f"tracking store {where} is not a readable MLflow SQLite database ({_short(text)}): "
             "move it aside to start a new store, or point tracking.uri elsewhere"
         )
+    if "database or disk is full" in text:
+        return (
+            f"tracking store {where} cannot be written (no space left on device, ENOSPC): "
+            "free space on its disk, or point tracking.uri at another store"
+        )
     unwritable = ("readonly database", "read-only", "disk I/O error")
     if any(words in text for words in unwritable):
         reason = next(words for words in unwritable if words in text)
