@@ -15,6 +15,7 @@ from helpers.sweeps import OPTUNA, search_params
 from helpers.workspace import Workspace
 
 from experiments import train
+from experiments.training.memory import OutOfMemory, check_weights_fit, out_of_memory_in_one_line
 
 
 @pytest.fixture
@@ -100,16 +101,45 @@ def test_a_read_only_sweep_folder_is_one_line_and_fails_the_parent_with_it(
 
 
 def test_a_model_too_large_for_memory_is_one_line_and_a_failed_run(workspace, capsys):
-    """Before: TensorFlow's ResourceExhaustedError as a traceback of about 60 lines."""
+    """Before: TensorFlow's ResourceExhaustedError as a traceback of about 60 lines, after
+    10 s of TensorFlow retrying the allocation."""
     code = workspace.train(*FAST, "model.hidden=[1000000,1000000]")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert "Traceback" not in "\n".join(err)
-    expected = "out of memory (OOM when allocating tensor with shape[1000000,1000000]"
+    # 784 x 1e6 + 1e6 x 1e6 + 1e6 x 10 kernels, and their biases
+    expected = "out of memory: the net's 1,000,796,000,010 weights need 4,003.2 GB as float32"
     assert err[-1].startswith(f"error: {expected}") and "model.hidden" in err[-1]
     (run,) = workspace.runs()
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"].startswith(expected)
+
+
+def test_the_weights_bound_refuses_only_what_cannot_fit():
+    # The notebook's net: 266,610 weights, about 1 MB.
+    check_weights_fit([300, 100], (28, 28), 10, available=1_066_440)
+    with pytest.raises(OutOfMemory, match="266,610 weights need 0.0 GB"):
+        check_weights_fit([300, 100], (28, 28), 10, available=1_066_439)
+
+
+def test_what_tensorflow_cannot_allocate_is_one_line():
+    """A net whose weights fit but whose training does not: TensorFlow's own refusal,
+    as it words it (seen with model.hidden=[100000,100000] on a 24 GB machine)."""
+    tf = pytest.importorskip("tensorflow")
+    refused = tf.errors.ResourceExhaustedError(
+        None, None,
+        "{{function_node __wrapped__StatelessTruncatedNormalV2_device_/job:localhost/"
+        "replica:0/task:0/device:CPU:0}} OOM when allocating tensor with shape[100000,100000]"
+        " and type float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator "
+        "mklcpu [Op:StatelessTruncatedNormalV2]",
+    )  # fmt: skip
+    with pytest.raises(OutOfMemory) as said, out_of_memory_in_one_line():
+        raise refused
+    assert str(said.value) == (
+        "out of memory (OOM when allocating tensor with shape[100000,100000] and type float):"
+        " the model does not fit in this machine's memory: use smaller layers (model.hidden,"
+        " model.repeat_width) or a smaller training.batch_size"
+    )
 
 
 def test_a_sweep_checks_what_its_jobs_share_before_its_parent_run(workspace, capsys):

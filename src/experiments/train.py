@@ -156,7 +156,12 @@ def _record(
     from experiments.tracking.datasets import source_of
     from experiments.tracking.orphans import process_tags
     from experiments.tracking.session import RunSession, run_name
-    from experiments.training.memory import OutOfMemory, out_of_memory_in_one_line
+    from experiments.training.memory import (
+        OutOfMemory,
+        available_bytes,
+        check_weights_fit,
+        out_of_memory_in_one_line,
+    )
     from experiments.transfer.tasks import TransferError
 
     try:
@@ -190,7 +195,11 @@ def _record(
             )
             splits = data.load(cfg.data)
             session.log_splits(splits, cfg.data.name.value, source_of(cfg.data, splits.folder))
-            # After the data: a file that cannot be read fails before TensorFlow's start-up.
+            check_weights_fit(
+                cfg.model.hidden_sizes(), splits.input_shape, splits.num_classes, available_bytes()
+            )
+            # After the data and the net's size: a file that cannot be read, or a net that
+            # cannot fit, fails before TensorFlow's start-up.
             session.set_tags(parallelism.start_tensorflow(job.threads))
             with out_of_memory_in_one_line():
                 if cfg.transfer.name is TransferName.study:
