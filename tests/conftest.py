@@ -67,3 +67,13 @@ def fashion_mnist_dir() -> Path:
     if not folder or not (Path(folder) / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("real Fashion-MNIST not available: set FASHION_MNIST_DIR to its IDX folder")
     return Path(folder)
+
+
+def pytest_collection_modifyitems(items):
+    """Modules with slow tests (end-to-end sweeps, child processes) first, each module
+    kept whole so that its fixtures are made once: pytest-xdist hands out whole modules
+    (and xdist groups) in this order, so both workers start on the long sweeps and the
+    short tests fill the end, where one worker would otherwise wait for the other's last
+    long sweep."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
