@@ -70,12 +70,10 @@ def fashion_mnist_dir() -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """Modules with slow tests (end-to-end sweeps, child processes) first, those that
-    share a sweep among their tests (an xdist_group: the longest) before the others, each
-    module kept whole so that its fixtures are made once. pytest-xdist hands out whole
-    modules and groups in this order, so both workers start on the long sweeps and the
+    """Modules with slow tests (end-to-end sweeps, child processes) first, each module
+    kept whole so that its fixtures are made once: pytest-xdist hands out whole modules
+    (and xdist groups) in this order, so both workers start on the long sweeps and the
     short tests fill the end, where one worker would otherwise wait for the other's last
     long sweep."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    shared = {item.path for item in items if item.get_closest_marker("xdist_group")}
-    items.sort(key=lambda item: (item.path not in slow, item.path not in shared))
+    items.sort(key=lambda item: item.path not in slow)

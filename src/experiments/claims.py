@@ -73,12 +73,16 @@ class Claim:
         self._file = handle
 
     def note(self, **fields: Any) -> None:
-        """Writes who holds the claim into its file (read by `holder`)."""
+        """Writes who holds the claim into its file (read by `holder`). A disk too full
+        for these few bytes costs the note, not the run: the lock itself still holds."""
         assert self._file is not None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(json.dumps({"pid": os.getpid(), "host": platform.node(), **fields}))
-        self._file.flush()
+        try:
+            self._file.seek(0)
+            self._file.truncate()
+            self._file.write(json.dumps({"pid": os.getpid(), "host": platform.node(), **fields}))
+            self._file.flush()
+        except OSError as e:
+            log.warning("could not note the owner of %s: %s", self.path, e)
 
     def holder(self) -> dict[str, Any]:
         """What the holder wrote of itself ({} if it wrote nothing yet)."""
@@ -124,16 +128,15 @@ def config_claim(tracking_uri: str, experiment_id: str, digest: str) -> Claim:
     return claim
 
 
-def _owned_elsewhere(claim: Claim) -> dict[str, Any] | None:
-    """Who owns the folder of `claim` (a run open now, or one that wrote there before);
-    None when it is free, in which case this process now holds its claim."""
+def _free(claim: Claim) -> bool:
+    """Whether the claim's folder is free: no live process holds it and no run wrote
+    there. If it is, this process now holds the claim."""
     if not claim.try_take():
-        return claim.holder() or {}
-    holder = claim.holder()
-    if holder.get("run_id"):
+        return False
+    if claim.holder().get("run_id"):
         claim.release()
-        return holder
-    return None
+        return False
+    return True
 
 
 def own_output_folder(folder: Path) -> tuple[Path, Claim]:
@@ -144,8 +147,7 @@ def own_output_folder(folder: Path) -> tuple[Path, Claim]:
     for number in range(2, 10_000):
         candidate.mkdir(parents=True, exist_ok=True)
         claim = Claim(candidate / FOLDER_CLAIM)
-        owner = _owned_elsewhere(claim)
-        if owner is None:
+        if _free(claim):
             if candidate != folder:
                 log.warning(
                     "output folder %s belongs to %s: this run writes into %s",

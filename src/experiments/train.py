@@ -191,7 +191,7 @@ def _record(
                 session.monitor_system(cfg.tracking.system_metrics_interval)
             session.log_params(flatten(resolved))
             session.log_made(
-                lambda folder: write_config_artifacts(resolved, job.overrides, folder), "config"
+                lambda out: write_config_artifacts(resolved, job.overrides, out), "config"
             )
             splits = data.load(cfg.data)
             session.log_splits(splits, cfg.data.name.value, source_of(cfg.data, splits.folder))

@@ -203,16 +203,20 @@ def check(cfg: Config) -> Config:
             True,
             "needs psutil: pip install -e '.[system-metrics]' (make setup installs it)",
         )
-    if not cfg.tracking.experiment.strip():
-        _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
-    if len(cfg.tracking.experiment) > MAX_EXPERIMENT_NAME:
+    check_experiment_name(cfg.tracking.experiment)
+    return cfg
+
+
+def check_experiment_name(name: str) -> None:
+    """`tracking.experiment`: also checked by a sweep before it makes its parent run there."""
+    if not name.strip():
+        _fail("tracking.experiment", name, "a non-empty experiment name")
+    if len(name) > MAX_EXPERIMENT_NAME:
         _fail(
             "tracking.experiment",
-            cfg.tracking.experiment,
-            f"at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit), "
-            f"not {len(cfg.tracking.experiment)}",
+            name,
+            f"at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit), not {len(name)}",
         )
-    return cfg
 
 
 def _check_schedule(schedule: ScheduleConfig) -> None:

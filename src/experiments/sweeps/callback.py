@@ -12,7 +12,6 @@ process's environment does not.
 from __future__ import annotations
 
 import atexit
-import copy
 import logging
 import os
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 log = logging.getLogger(__name__)
 # How a job learns its sweep's parent run (set in every job through hydra.job.env_set).
@@ -53,20 +52,17 @@ class MlflowSweepCallback(Callback):
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from experiments.config.checks import ConfigError, validate
+        from experiments.config.checks import ConfigError, check_experiment_name
         from experiments.paths import PROJECT_DIR
         from experiments.tracking import store
         from experiments.tracking.orphans import process_tags
         from experiments.tracking.recorder import RunRecorder
 
-        # What every job shares (the store, the experiment's name) is checked before the
-        # parent run is made in it; each job checks its own values again. Hydra turns an
-        # exception of a callback into a warning: exit here, as a config error (2).
-        shared = copy.deepcopy(config)
-        with read_write(shared), open_dict(shared):
-            del shared["hydra"]  # as Hydra makes a job's config
+        # The experiment the parent run is made in is checked first (each job checks its
+        # own config, the sweep's values applied). Hydra turns an exception of a callback
+        # into a warning: exit here, as a config error (2).
         try:
-            validate(shared)
+            check_experiment_name(str(config.tracking.experiment))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
