@@ -21,15 +21,15 @@ def sync_folder(folder: Path) -> tuple[str, bool]:
     """One line about the folder, and whether everything in it has arrived. A torn
     line (a crash cut its write) is named on stderr, with its file and line, when it is
     set aside; the folder's line counts those set aside so far."""
-    from experiments.tracking import replay
+    from experiments.tracking import kept_records, replay
     from experiments.tracking.recorder import RunRecorder
     from experiments.tracking.store import open_store
 
-    kept = replay.read(folder)
+    kept = kept_records.read(folder)
     for line in kept.torn:
         print(f"warning: {line}", file=sys.stderr)
-    torn = replay.torn_count(folder)
-    aside = f" ({torn} torn line{'s' * (torn != 1)} set aside in {folder / replay.TORN_FILE})"
+    torn = kept_records.torn_count(folder)
+    aside = f" ({torn} torn line{'s' * (torn != 1)} set aside in {folder / kept_records.TORN_FILE})"
     aside = aside if torn else ""
     records = kept.records
     if not records:

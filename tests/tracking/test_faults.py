@@ -13,8 +13,9 @@ import pytest
 from helpers.sweeps import free_port
 
 from experiments.tracking import server as tracking_server
+from experiments.tracking.kept_records import UNSENT_FILE
 from experiments.tracking.recorder import RunRecorder
-from experiments.tracking.resilient import UNSENT_FILE, ResilientRecorder
+from experiments.tracking.resilient import ResilientRecorder
 
 
 @pytest.fixture

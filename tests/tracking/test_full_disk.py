@@ -16,9 +16,10 @@ from helpers.workspace import Workspace
 from mlflow.entities import LoggedModelStatus
 
 from experiments.sync import main as sync_main
-from experiments.tracking import replay
+from experiments.tracking import kept_records, replay
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.resilient import ResilientRecorder
+from experiments.tracking.spill import spill_folder
 from experiments.tracking.store import TrackingError, open_store
 
 
@@ -65,7 +66,7 @@ def test_a_full_disk_ends_in_one_line_and_the_store_says_what_is_missing(small_d
     model = client.get_logged_model(output.model_id)
     assert model.status == LoggedModelStatus.READY
     # The model was kept in the output folder, or, where even that was full, the spill.
-    homes = [Path(run.data.tags["output_dir"]), replay.spill_folder(run.info.run_id)]
+    homes = [Path(run.data.tags["output_dir"]), spill_folder(run.info.run_id)]
     kept = next(home / "model" for home in homes if (home / "model").is_dir())
     stored = Path(model.artifact_location.removeprefix("file://"))
     assert (stored / "data" / "model.keras").read_bytes() == (
@@ -102,9 +103,9 @@ def test_records_a_full_disk_refuses_go_to_the_temp_dir_and_sync_finds_them(full
     recorder.end("FINISHED")
 
     assert recorder.offline and recorder.unsent == 3
-    spill = replay.spill_folder(recorder.run_id)
+    spill = spill_folder(recorder.run_id)
     assert Path(tempfile.gettempdir()) in spill.parents
-    assert len(replay.pending(spill)) == 3 and not replay.pending(output_dir)
+    assert len(kept_records.pending(spill)) == 3 and not kept_records.pending(output_dir)
     line = recorder.incomplete_reason()
     assert line.startswith("no space left on device (ENOSPC) on ")
     assert str(spill) in line and f"python -m experiments.sync {output_dir}" in line
@@ -116,7 +117,7 @@ def test_records_a_full_disk_refuses_go_to_the_temp_dir_and_sync_finds_them(full
     run = workspace.client().get_run(recorder.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["seed"] == "3"
     assert run.data.metrics["loss"] == 0.5
-    assert json.loads((spill / replay.SYNCED_FILE).read_text()) == [0, 1, 2]
+    assert json.loads((spill / kept_records.SYNCED_FILE).read_text()) == [0, 1, 2]
 
 
 @pytest.fixture

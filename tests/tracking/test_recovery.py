@@ -18,8 +18,8 @@ from helpers.sweeps import TINY, history_rows
 
 from experiments.processes import child_environment
 from experiments.sync import main as sync_main
+from experiments.tracking.kept_records import SYNCED_FILE, UNSENT_FILE
 from experiments.tracking.orphans import ORPHAN_REASON
-from experiments.tracking.replay import SYNCED_FILE, UNSENT_FILE
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -76,8 +76,8 @@ def test_sync_replays_kept_metrics_into_their_run_once(workspace, capsys):
     """Records kept while the store was away (written as the recorder writes them)
     reach their run, and the run ends with its true status; sending them again, or a
     metric twice, keeps each value once."""
+    from experiments.tracking.kept_records import keep
     from experiments.tracking.recorder import RunRecorder
-    from experiments.tracking.replay import keep
 
     client = workspace.client()
     experiment_id = client.create_experiment("offline")

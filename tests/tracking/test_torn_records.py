@@ -12,9 +12,9 @@ import pytest
 from helpers.mounts import tmpfs
 
 from experiments.sync import main as sync_main
-from experiments.tracking import replay
+from experiments.tracking import kept_records
+from experiments.tracking.kept_records import UNSENT_FILE, keep
 from experiments.tracking.recorder import RunRecorder
-from experiments.tracking.replay import UNSENT_FILE, keep
 
 TORN_FILE = "unsent_records.torn"  # where torn lines are set aside
 
@@ -66,7 +66,7 @@ def test_a_torn_line_inside_the_file_keeps_the_numbers_of_the_lines_after_it(wor
     (folder / UNSENT_FILE).write_bytes((folder / UNSENT_FILE).read_bytes() + b'{"kind": "ta')
     # The next append starts on a line of its own rather than gluing onto the torn one.
     keep(folder, {"kind": "tags", "tags": {"b": "2"}, **common})
-    (folder / replay.SYNCED_FILE).write_text("[0]")  # the first line was sent already
+    (folder / kept_records.SYNCED_FILE).write_text("[0]")  # the first line was sent already
 
     assert sync_main([str(folder)]) == 0
     captured = capsys.readouterr()
@@ -74,7 +74,7 @@ def test_a_torn_line_inside_the_file_keeps_the_numbers_of_the_lines_after_it(wor
     tags = workspace.client().get_run(recorder.run_id).data.tags
     assert tags["b"] == "2" and "a" not in tags  # line 0 was not sent again
     assert (folder / UNSENT_FILE).read_text().splitlines()[1].strip() == ""  # blanked
-    assert json.loads((folder / replay.SYNCED_FILE).read_text()) == [0, 2]
+    assert json.loads((folder / kept_records.SYNCED_FILE).read_text()) == [0, 2]
 
 
 @pytest.fixture

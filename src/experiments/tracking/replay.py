@@ -1,42 +1,26 @@
-"""Records a run could not send, kept in its output folder, and sending them later.
-
-`unsent_records.jsonl` holds one JSON record per line, in the order the run made them:
-params, metrics (with the time they were measured), tags, artifacts and the run's end,
-each naming its run and tracking store. `unsent_records.synced` lists the lines that have
-reached the store since. Replaying is idempotent: a line already sent is skipped, and a
-metric sent twice with its original time is kept once by MLflow.
-
-Each record is appended whole or not at all: an append that fails (a full disk) is cut
-back to where it started. A line cut by a crash mid-append (SIGKILL, a lost machine)
-is set aside in `unsent_records.torn` with its line number, and reported; the complete
-records around it are sent as usual.
-
-When the output folder itself cannot take a record (its disk is full), the run keeps
-its records in the temporary folder instead: `<tmp>/gradlab-unsent/<run id>/`, which
-names the output folder it stands for (`output_dir`), so `sync <output folder>` finds
-it. The temporary folder is the one of the process (`$TMPDIR`, else /tmp): a sync
-started with another one is given that folder itself.
+"""Sending the records a run kept (tracking.kept_records, tracking.spill) to its store,
+later: at the next try of a run whose store came back, or by `python -m experiments.sync`.
+Replaying is idempotent: a line already sent is skipped, and a metric sent twice with its
+original time is kept once by MLflow. A run that got records has its `missing_artifacts`
+tag brought up to date.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.tracking.uninterrupted import signals_held
+from experiments.tracking.kept_records import (
+    SYNCED_FILE,
+    UNSENT_FILE,
+    mark_synced,
+    pending,
+    synced_lines,
+)
+from experiments.tracking.spill import no_space_text, origin_of, spill_folder, spill_root
 
-UNSENT_FILE = "unsent_records.jsonl"
-SYNCED_FILE = "unsent_records.synced"
-TORN_FILE = "unsent_records.torn"
-SPILL_DIR = "gradlab-unsent"
-ORIGIN_FILE = "output_dir"
 # Records that go to the artifact store, which can fail while the tracking store works.
 ARTIFACT_KINDS = ("artifact", "model")
 # Run tags: the artifacts the store lacks that are kept for `sync` (kept up to date by
@@ -45,8 +29,6 @@ MISSING_TAG = "missing_artifacts"
 MISSING_REASON_TAG = "missing_artifacts_reason"
 UNWRITTEN_TAG = "unwritten_artifacts"
 UNWRITTEN_REASON_TAG = "unwritten_artifacts_reason"
-# What SQLite (through MLflow) says when the disk under the store is full.
-_FULL_WORDS = ("database or disk is full", "No space left on device", "Disk quota exceeded")
 
 
 def one_line(error: Exception) -> str:
@@ -63,216 +45,6 @@ def store_answers(recorder) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means the store does not answer
         return False
-
-
-def _chain(error: BaseException | None) -> Iterator[BaseException]:
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def no_space(error: BaseException) -> bool:
-    """Whether the error (or one it came from) is a full disk or quota: an OSError's
-    ENOSPC or EDQUOT, or SQLite's 'database or disk is full' as MLflow passes it on."""
-    for e in _chain(error):
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if no_space_text(str(e)):
-            return True
-    return False
-
-
-def no_space_text(message: str) -> bool:
-    return any(words in message for words in _FULL_WORDS)
-
-
-def path_of(error: BaseException) -> Path | None:
-    """The file an OSError (or one it came from) names: a copy's destination first."""
-    for e in _chain(error):
-        if isinstance(e, OSError) and (e.filename2 or e.filename):
-            return Path(os.fsdecode(e.filename2 or e.filename))
-    return None
-
-
-def mount_of(path: Path) -> Path:
-    """The mount point of the file system that holds `path` (or would hold it)."""
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    while not os.path.ismount(path):
-        path = path.parent
-    return path
-
-
-def keep(folder: Path, record: dict[str, Any]) -> None:
-    """Appends the record as one line, whole or not at all (see `_append_line`)."""
-    _append_line(folder / UNSENT_FILE, json.dumps(record, default=str).encode())
-
-
-def _append_line(path: Path, line: bytes) -> None:
-    """Appends `line` and a newline under the file's lock. An append that fails (a full
-    disk, a quota) is cut back to the file's former end, then raises: no reader ever
-    meets half a line written here. A line torn earlier (a crash mid-append) is ended
-    first, so the new one never glues onto it."""
-    data = line + b"\n"
-    with signals_held():  # Ctrl-C between two write() calls would leave half a line
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # `read` must not take a line in the making for torn
-            start = os.fstat(fd).st_size
-            if start and os.pread(fd, 1, start - 1) != b"\n":
-                data = b"\n" + data
-            try:
-                done = 0
-                while done < len(data):  # a full disk can write part of it, then refuse
-                    done += os.write(fd, data[done:])
-            except BaseException:
-                os.ftruncate(fd, start)  # shrinking a file needs no space
-                raise
-        finally:
-            os.close(fd)  # and with it the lock
-
-
-@dataclass
-class Kept:
-    """The records of a folder not yet in the store, as (line number, record); and one
-    line for each torn line met in this reading."""
-
-    records: list[tuple[int, dict[str, Any]]]
-    torn: list[str]
-
-
-def _record(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
-        return None
-    ok = isinstance(record, dict) and {"kind", "run_id", "tracking_uri"} <= record.keys()
-    return record if ok else None
-
-
-def read(folder: Path) -> Kept:
-    """The folder's pending records. A line that is no whole record (cut by a crash
-    mid-append) is copied to TORN_FILE with its line number, then blanked where it is:
-    the file is changed in place, under the lock a running job appends under (a new
-    file in its place would take the job's later appends away from it), and the
-    numbers of the lines after it, which SYNCED_FILE refers to, stay as they were."""
-    path = folder / UNSENT_FILE
-    if not path.is_file():
-        return Kept([], [])
-    done = _synced(folder)
-    try:
-        fd = os.open(path, os.O_RDWR)  # not O_APPEND: Linux's pwrite would append
-    except PermissionError:  # another user's folder: read it, change nothing
-        fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with os.fdopen(os.dup(fd), "rb") as whole:
-            lines = whole.read().split(b"\n")
-        found, torn = [], []
-        for number, line in enumerate(lines):
-            if number in done or not line.strip():
-                continue
-            record = _record(line)
-            if record is None:
-                torn.append(number)
-            else:
-                found.append((number, record))
-        return Kept(found, _set_aside(folder, fd, lines, torn) if torn else [])
-    finally:
-        os.close(fd)
-
-
-def _set_aside(folder: Path, fd: int, lines: list[bytes], torn: list[int]) -> list[str]:
-    """Each torn line copied to TORN_FILE, then blanked in the records file: spaces
-    over it (a blank line is skipped, and overwriting needs no new space), or, for a
-    last line with no newline, the file cut back to the line before."""
-    path, aside = folder / UNSENT_FILE, folder / TORN_FILE
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    entries = [
-        {"file": UNSENT_FILE, "line": n + 1, "text": lines[n].decode("utf-8", "backslashreplace")}
-        for n in torn
-    ]
-    where = f"set aside in {aside}"
-    try:
-        already = set(aside.read_text().splitlines()) if aside.is_file() else set()
-        for entry in entries:
-            if json.dumps(entry) not in already:
-                _append_line(aside, json.dumps(entry).encode())
-        for n in torn:
-            if n == len(lines) - 1:
-                os.ftruncate(fd, offsets[n])
-            else:
-                os.pwrite(fd, b" " * len(lines[n]), offsets[n])
-    except OSError as e:
-        # Left where it is: it stays skipped, and is named again at the next reading.
-        where = f"left in place, could not be set aside ({e.strerror or e})"
-    return [f"{path}:{e['line']}: torn record (cut mid-write), {where}" for e in entries]
-
-
-def torn_count(folder: Path) -> int:
-    """How many torn lines of the folder were set aside so far."""
-    aside = folder / TORN_FILE
-    return len(aside.read_text().splitlines()) if aside.is_file() else 0
-
-
-def pending(folder: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) of every record not yet in the store."""
-    return read(folder).records
-
-
-def _synced(folder: Path) -> set[int]:
-    path = folder / SYNCED_FILE
-    return set(json.loads(path.read_text())) if path.is_file() else set()
-
-
-def _mark(folder: Path, lines: set[int]) -> None:
-    """Replaced whole (a full disk must not leave it empty: every line would then be
-    read as unsent, and a truncated list cannot be read at all)."""
-    path = folder / SYNCED_FILE
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(json.dumps(sorted(lines)))
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def spill_root() -> Path:
-    return Path(tempfile.gettempdir()) / SPILL_DIR
-
-
-def spill_folder(run_id: str) -> Path:
-    """Where a run keeps what its output folder cannot take (see the module's note)."""
-    return spill_root() / run_id
-
-
-def open_spill(run_id: str, output_dir: Path) -> Path:
-    """The run's spill folder, made, naming the output folder it stands for."""
-    folder = spill_folder(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    origin = folder / ORIGIN_FILE
-    if not origin.is_file():
-        try:
-            origin.write_text(str(output_dir.resolve()))
-        except OSError:
-            origin.unlink(missing_ok=True)  # a cut name would send `sync` elsewhere
-            raise
-    return folder
-
-
-def origin_of(folder: Path) -> Path | None:
-    """The output folder a spill folder stands for (None for an output folder)."""
-    try:
-        text = (folder / ORIGIN_FILE).read_text().strip()
-    except OSError:
-        return None
-    return Path(text) if text else None
 
 
 def artifact_name(record: dict[str, Any]) -> str:
@@ -368,7 +140,7 @@ def replay(folder: Path, recorder_for) -> Outcome:
     the RunRecorder of its run; an artifact the artifact store refuses is skipped while
     the tracking store answers, any other failure stops the replay there. A run that
     got records has its MISSING_TAG brought up to date."""
-    done = _synced(folder)
+    done = synced_lines(folder)
     sent = 0
     error = None
     records = pending(folder)
@@ -387,7 +159,7 @@ def replay(folder: Path, recorder_for) -> Outcome:
         touched[record["run_id"]] = recorder
         done.add(number)
         try:
-            _mark(folder, done)
+            mark_synced(folder, done)
         except OSError as e:  # sent but not noted: sent again next time, which MLflow absorbs
             error = f"{folder / SYNCED_FILE} cannot be written: {one_line(e)}"
             break

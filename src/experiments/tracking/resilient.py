@@ -2,7 +2,7 @@
 
 When the tracking store fails mid-run (a server that went away, a database that cannot
 be written), the job keeps training: what cannot be sent is appended to
-`unsent_records.jsonl` in the job's output folder (`tracking.replay`), beside the files
+`unsent_records.jsonl` in the job's output folder (`tracking.kept_records`), beside the files
 the job writes anyway (history.csv, the model in model/, resolved_config.yaml). While the run
 goes on, the recorder tries the store again now and then (every `RETRY_SECONDS`, not at
 every call: each failing call waits for the client's retries), and once it answers, sends
@@ -11,7 +11,7 @@ store works costs that artifact only: metrics, tags and the run's end still go o
 Whatever is left at the end is reported in one line; `python -m experiments.sync` sends it.
 
 A full disk: when the output folder cannot take a record either, the records go on in
-the run's spill folder in the temporary folder (`replay.open_spill`); the end line says
+the run's spill folder in the temporary folder (`spill.open_spill`); the end line says
 where, and names the full disk (ENOSPC) and what to do. At the end the run's tags list
 the artifacts the store lacks (`replay.MISSING_TAG`, kept up to date by every replay).
 """
@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.tracking import replay
+from experiments.tracking import kept_records, replay
+from experiments.tracking.spill import mount_of, no_space, open_spill, path_of
 
 log = logging.getLogger(__name__)
 
-UNSENT_FILE = replay.UNSENT_FILE
 # Seconds between two tries of a store that failed; GRADLAB_STORE_RETRY_SECONDS overrides.
 RETRY_SECONDS = 30.0
 
@@ -79,7 +79,7 @@ class ResilientRecorder:
     @property
     def unsent(self) -> int:
         """Records kept (output folder, spill folder) that have not reached the store."""
-        return sum(len(replay.pending(folder)) for folder in self.folders)
+        return sum(len(kept_records.pending(folder)) for folder in self.folders)
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._send("params", {"params": params}, lambda: self.recorder.log_params(params))
@@ -134,7 +134,10 @@ class ResilientRecorder:
 
     def incomplete_reason(self) -> str | None:
         """One line for the end of the command, or None when everything arrived."""
-        left, places = self.unsent, ", ".join(str(f) for f in self.folders if replay.pending(f))
+        left, places = (
+            self.unsent,
+            ", ".join(str(f) for f in self.folders if kept_records.pending(f)),
+        )
         if not (left or self.unwritten or self.lost):
             return None
         why = self.failure or self.artifact_failure or self.write_failure
@@ -175,7 +178,7 @@ class ResilientRecorder:
     def spill_folder(self) -> Path:
         """The run's spill folder, made on first use (raises OSError if it cannot be)."""
         if self.spill is None:
-            self.spill = replay.open_spill(self.run_id, self.output_dir)
+            self.spill = open_spill(self.run_id, self.output_dir)
         return self.spill
 
     def _tag_missing(self) -> None:
@@ -209,7 +212,7 @@ class ResilientRecorder:
             except Exception as e:  # whatever the store raises, training must go on
                 if kind in replay.ARTIFACT_KINDS and replay.store_answers(self.recorder):
                     replay.drop_partial_artifact(self.recorder, {"kind": kind, **payload})
-                    if replay.no_space(e):
+                    if no_space(e):
                         self._note_full(e, replay.local_artifacts(self.recorder))
                     self._artifact_failed(e)
                 else:
@@ -223,9 +226,9 @@ class ResilientRecorder:
     def _note_full(self, error: BaseException, where: Path | str | None) -> None:
         """Notes the first full disk: the file the error names, else `where` (the store,
         the artifact folder), else the output folder."""
-        if self.full_disk is None and replay.no_space(error):
-            place = replay.path_of(error) or where or self.output_dir
-            self.full_disk = str(replay.mount_of(place) if isinstance(place, Path) else place)
+        if self.full_disk is None and no_space(error):
+            place = path_of(error) or where or self.output_dir
+            self.full_disk = str(mount_of(place) if isinstance(place, Path) else place)
 
     def _artifact_failed(self, error: Exception) -> None:
         if self.artifact_failure is None:
@@ -236,7 +239,7 @@ class ResilientRecorder:
                 self.run_id,
                 self.artifact_failure,
                 self.client.tracking_uri,
-                self.output_dir / UNSENT_FILE,
+                self.output_dir / kept_records.UNSENT_FILE,
             )
 
     def _go_offline(self, error: Exception) -> None:
@@ -247,7 +250,7 @@ class ResilientRecorder:
             "is kept in %s, and the store is tried again every %.0f s",
             self.client.tracking_uri,
             self.failure,
-            self.output_dir / UNSENT_FILE,
+            self.output_dir / kept_records.UNSENT_FILE,
             self.retry_seconds,
         )
 
@@ -259,7 +262,9 @@ class ResilientRecorder:
         sent = 0
         for folder in self.folders:
             sent += replay.replay(folder, lambda record: self.recorder).sent
-            stuck = [r for _, r in replay.pending(folder) if r["kind"] not in replay.ARTIFACT_KINDS]
+            stuck = [
+                r for _, r in kept_records.pending(folder) if r["kind"] not in replay.ARTIFACT_KINDS
+            ]
             if stuck:  # the later folder's records must wait for these
                 self._next_try = time.monotonic() + self.retry_seconds
                 return
@@ -280,12 +285,12 @@ class ResilientRecorder:
         }
         if not self._records_spilled:
             try:
-                replay.keep(self.output_dir, record)
+                kept_records.keep(self.output_dir, record)
                 return
             except OSError as e:
                 self.note_write_failure("the run's records", e, self.output_dir)
         try:
-            replay.keep(self.spill_folder(), record)
+            kept_records.keep(self.spill_folder(), record)
             if not self._records_spilled:
                 # From now on, all of them: a replay reads the output folder, then this.
                 self._records_spilled = True

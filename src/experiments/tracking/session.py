@@ -152,7 +152,7 @@ class RunSession(ResilientRecorder):
         spill folder instead; if that fails too, `what` is named as unwritten and None
         returned. Training is over by now: a file that cannot be written costs that
         file, never the run's end."""
-        from experiments.tracking.replay import spill_folder
+        from experiments.tracking.spill import spill_folder
 
         try:
             return _leaving_nothing_on_failure(make, self.output_dir)
