@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.resilient import ResilientRecorder
+from experiments.tracking.spill import spill_folder
 
 DESCRIPTION_TAG = "mlflow.note.content"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
@@ -152,8 +153,6 @@ class RunSession(ResilientRecorder):
         spill folder instead; if that fails too, `what` is named as unwritten and None
         returned. Training is over by now: a file that cannot be written costs that
         file, never the run's end."""
-        from experiments.tracking.spill import spill_folder
-
         try:
             return _leaving_nothing_on_failure(make, self.output_dir)
         except OSError as e:
