@@ -28,6 +28,7 @@ from typing import Any
 
 from experiments.tracking import kept_records, replay
 from experiments.tracking.spill import mount_of, no_space, open_spill, path_of
+from experiments.tracking.store import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,9 @@ class ResilientRecorder:
 
     def incomplete_reason(self) -> str | None:
         """One line for the end of the command, or None when everything arrived."""
-        left, places = (
-            self.unsent,
-            ", ".join(str(f) for f in self.folders if kept_records.pending(f)),
-        )
+        kept = {folder: len(kept_records.pending(folder)) for folder in self.folders}
+        left = sum(kept.values())
+        places = ", ".join(str(folder) for folder, count in kept.items() if count)
         if not (left or self.unwritten or self.lost):
             return None
         why = self.failure or self.artifact_failure or self.write_failure
@@ -216,8 +216,6 @@ class ResilientRecorder:
                         self._note_full(e, replay.local_artifacts(self.recorder))
                     self._artifact_failed(e)
                 else:
-                    from experiments.tracking.store import sqlite_path
-
                     uri = self.client.tracking_uri
                     self._note_full(e, sqlite_path(uri) or uri)
                     self._go_offline(e)
