@@ -29,8 +29,8 @@ def sync_folder(folder: Path) -> tuple[str, bool]:
     for line in kept.torn:
         print(f"warning: {line}", file=sys.stderr)
     torn = kept_records.torn_count(folder)
-    aside = f" ({torn} torn line{'s' * (torn != 1)} set aside in {folder / kept_records.TORN_FILE})"
-    aside = aside if torn else ""
+    where = folder / kept_records.TORN_FILE
+    aside = f" ({torn} torn line{'s' * (torn != 1)} set aside in {where})" if torn else ""
     records = kept.records
     if not records:
         return f"{folder}: nothing left to send{aside}", True
