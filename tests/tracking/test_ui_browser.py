@@ -92,6 +92,8 @@ def test_the_ui_shows_the_sweep_its_datasets_models_and_descriptions(
     browser.set_viewport_size({"width": 1500, "height": 3000})  # the whole overview at once
     browser.goto(ui.replace("?", f"/runs/{child.info.run_id}?"))
     browser.get_by_text("Logged models (1)").first.wait_for(timeout=60_000)
+    # The models table fills in after its header: wait for its row, not only its title.
+    browser.get_by_text("Ready", exact=True).first.wait_for(timeout=60_000)
     page = browser.inner_text("body")
     assert child.data.tags["mlflow.note.content"] in page  # the description
     assert "synthetic-train" in page and "Training" in page  # its datasets
