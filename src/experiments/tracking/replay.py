@@ -57,10 +57,14 @@ def artifact_name(record: dict[str, Any]) -> str:
 
 def missing_artifacts(run_id: str, folders: list[Path]) -> list[str]:
     """The run's artifacts that are kept in `folders` and not yet in the store."""
+    return artifacts_among(run_id, [record for folder in folders for _, record in pending(folder)])
+
+
+def artifacts_among(run_id: str, records: list[dict[str, Any]]) -> list[str]:
+    """The names of the run's artifacts among kept records."""
     return [
         artifact_name(record)
-        for folder in folders
-        for _, record in pending(folder)
+        for record in records
         if record["run_id"] == run_id and record["kind"] in ARTIFACT_KINDS
     ]
 

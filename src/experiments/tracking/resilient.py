@@ -135,9 +135,10 @@ class ResilientRecorder:
 
     def incomplete_reason(self) -> str | None:
         """One line for the end of the command, or None when everything arrived."""
-        kept = {folder: len(kept_records.pending(folder)) for folder in self.folders}
-        left = sum(kept.values())
-        places = ", ".join(str(folder) for folder, count in kept.items() if count)
+        kept = {folder: [r for _, r in kept_records.pending(folder)] for folder in self.folders}
+        records = [record for found in kept.values() for record in found]
+        left = len(records)
+        places = ", ".join(str(folder) for folder, found in kept.items() if found)
         if not (left or self.unwritten or self.lost):
             return None
         why = self.failure or self.artifact_failure or self.write_failure
@@ -154,7 +155,7 @@ class ResilientRecorder:
                 f"run {self.run_id} is incomplete in {self.client.tracking_uri} ({why}): "
                 f"{'; '.join(parts)}" + (f"; {sync} sends them" if left else "")
             )
-        missing = replay.missing_artifacts(self.run_id, self.folders)
+        missing = replay.artifacts_among(self.run_id, records)
         ended = "finished" if self.status == "FINISHED" else f"ended {self.status}"
         return (
             f"no space left on device (ENOSPC) on {self.full_disk}: run {self.run_id} {ended}, "

@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from experiments.tracking.spill import no_space
+
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 SQLITE_PREFIX = "sqlite:///"
@@ -126,7 +128,7 @@ def describe_failure(uri: str, error: Exception) -> str:
             f"tracking store {where} is not a readable MLflow SQLite database ({_short(text)}): "
             "move it aside to start a new store, or point tracking.uri elsewhere"
         )
-    if "database or disk is full" in text:
+    if no_space(error):
         return (
             f"tracking store {where} cannot be written (no space left on device, ENOSPC): "
             "free space on its disk, or point tracking.uri at another store"

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DB = "optuna.db"
 RESULTS_FILE = "optimization_results.yaml"
-# The exit status of a search its database refused, as the entry point's for a store error.
 
 
 class SweeperConfigError(HydraException, ValueError):
