@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 from types import SimpleNamespace
 
 import mlflow
 import mlflow.data
 import numpy as np
 import pytest
+from mlflow.entities import Dataset
 from mlflow.tracking import MlflowClient
 
 from experiments.data import Splits
 from experiments.tracking import datasets
-from experiments.tracking.datasets import CONTEXT_TAG, CONTEXTS, dataset_inputs, digest, source_of
+from experiments.tracking.datasets import (
+    CONTEXT_TAG,
+    CONTEXTS,
+    dataset_records,
+    digest,
+    source_of,
+)
+from experiments.tracking.recorder import RunRecorder
 
 
 def _private(name: str) -> bool:
@@ -42,6 +51,20 @@ def test_the_module_touches_no_private_member_of_mlflow():
                 if alias.name.startswith("mlflow") and any(map(_private, alias.name.split(".")))
             ]
     assert found == []
+
+
+def test_a_record_is_mlflows_dataset_entity_and_its_context():
+    """What the recorder logs and the records file keeps for a later replay: the entity's
+    own dictionary (as MLflow's `to_dictionary` gives it) and the split's context, in
+    JSON that reads back the same."""
+    settings = SimpleNamespace(train_size=12, test_size=6, image_size=28, num_classes=10)
+    records = dataset_records(small_splits(), "synthetic", source_of(settings, None))
+    assert [r["context"] for r in records] == list(CONTEXTS.values())
+    for record in records:
+        fields = {k: v for k, v in record.items() if k != "context"}
+        assert Dataset(**fields).to_dictionary() == fields
+        assert json.loads(json.dumps(record)) == record
+    assert records[0]["name"] == "synthetic-train"
 
 
 def small_splits(folder: str | None = None) -> Splits:
@@ -75,7 +98,8 @@ def test_the_stored_inputs_are_those_mlflows_own_log_input_records(
     experiment_id = client.create_experiment("datasets", artifact_location=artifacts)
 
     ours = client.create_run(experiment_id).info.run_id
-    client.log_inputs(ours, datasets=dataset_inputs(splits, "synthetic", source))
+    # The way a run logs them (RunSession.log_splits): the records, through the recorder.
+    RunRecorder(client, ours).log_datasets(dataset_records(splits, "synthetic", source))
 
     mlflow.set_tracking_uri(workspace.uri)
     try:

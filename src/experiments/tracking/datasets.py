@@ -48,22 +48,21 @@ def source_of(data_cfg, folder: str | None) -> Any:
     return CodeDatasetSource({"generator": "experiments.data.synthetic", **settings})
 
 
-def dataset_inputs(splits, name: str, source: Any) -> list:
-    """One MLflow DatasetInput per split of `splits` (a data.Splits)."""
+def dataset_records(splits, name: str, source: Any) -> list[dict[str, Any]]:
+    """One record per split of `splits` (a data.Splits), as the recorder logs it and the
+    records file keeps it: the fields of MLflow's Dataset entity, which MLflow's own
+    `mlflow.log_input` sends (name, digest, source and its type, schema and profile as
+    JSON), plus the split's `context`."""
     import mlflow.data
-    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.entities import Dataset
 
-    inputs = []
+    records = []
     for split, context in CONTEXTS.items():
         x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
         dataset = mlflow.data.from_numpy(
             features=x, targets=y, source=source, name=f"{name}-{split}", digest=digest(x, y)
         )
-        # `to_dict` holds the fields of the entity MLflow's own mlflow.log_input sends
-        # (name, digest, source and its type, schema and profile as JSON).
-        inputs.append(
-            DatasetInput(
-                Dataset.from_dictionary(dataset.to_dict()), tags=[InputTag(CONTEXT_TAG, context)]
-            )
-        )
-    return inputs
+        # Through the entity: its fields, no more, whatever a data set type adds to to_dict.
+        entity = Dataset.from_dictionary(dataset.to_dict())
+        records.append({**entity.to_dictionary(), "context": context})
+    return records

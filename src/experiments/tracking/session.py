@@ -114,23 +114,9 @@ class RunSession(ResilientRecorder):
 
     def log_splits(self, splits, name: str, source: Any) -> None:
         """The run's training, validation and test data as its dataset inputs."""
-        from experiments.tracking.datasets import dataset_inputs
+        from experiments.tracking.datasets import dataset_records
 
-        entities = []
-        for item in dataset_inputs(splits, name, source):
-            entity = item.dataset
-            entities.append(
-                {
-                    "name": entity.name,
-                    "digest": entity.digest,
-                    "source_type": entity.source_type,
-                    "source": entity.source,
-                    "schema": entity.schema,
-                    "profile": entity.profile,
-                    "context": item.tags[0].value,
-                }
-            )
-        self.log_datasets(entities)
+        self.log_datasets(dataset_records(splits, name, source))
 
     def log_trained_model(self, model, example, step: int) -> None:
         """The model saved in the output folder (or, on a full disk, the spill folder),
