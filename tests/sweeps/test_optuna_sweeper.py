@@ -4,6 +4,10 @@ search in-process (basic launcher) where one trial learns, one explodes and one 
 
 from __future__ import annotations
 
+import re
+import warnings
+from pathlib import Path
+
 import pytest
 from helpers.compose import compose
 from helpers.sweeps import OPTUNA, TINY, children, optuna_study, search_params, sweep_parent
@@ -11,8 +15,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from experiments.sweeps.objective import WORST_SCORE
-from hydra_plugins.gradlab_optuna_sweeper import _space
+from hydra_plugins.gradlab_optuna_sweeper import _space, _storage
 from hydra_plugins.gradlab_optuna_sweeper._impl import counted
+from hydra_plugins.gradlab_optuna_sweeper._storage import quiet
 from hydra_plugins.gradlab_optuna_sweeper.job import TRIAL_ENV, JobTrial, env_override
 
 
@@ -70,6 +75,34 @@ def test_a_retried_trial_counts_once():
     study.tell(study.ask(), 1.0)  # the retry
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # a failure of its own
     assert len(study.trials) == 3 and counted(study.trials) == 2
+
+
+def test_one_filter_quiets_what_optuna_says_of_the_sweepers_deliberate_use():
+    """Heartbeats outside study.optimize are on purpose: their experimental and "Heartbeat
+    of storage" warnings are silenced, by one filter in the plugin; other warnings pass
+    unless named."""
+    import optuna
+
+    said = [
+        ("heartbeats are experimental", optuna.exceptions.ExperimentalWarning),
+        ("Heartbeat of storage is supposed to be used with Study.optimize.", UserWarning),
+        ("anything else", UserWarning),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet():
+            for message, category in said:
+                warnings.warn(message, category, stacklevel=1)
+        with quiet(UserWarning):
+            warnings.warn("a named category", stacklevel=1)
+    assert [str(w.message) for w in caught] == ["anything else"]
+    plugin = Path(_storage.__file__).parent
+    filtering = [
+        p.name
+        for p in sorted(plugin.glob("*.py"))
+        if re.search(r"catch_warnings|simplefilter|filterwarnings", p.read_text())
+    ]
+    assert filtering == ["_storage.py"]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from hydra_plugins.gradlab_optuna_sweeper._impl import Heartbeat, StudySweep
 from hydra_plugins.gradlab_optuna_sweeper._storage import open_storage
 
-# The sweeper uses Optuna's heartbeats outside study.optimize on purpose (see _impl.quiet).
+# The sweeper uses Optuna's heartbeats outside study.optimize on purpose (see _storage.quiet).
 pytestmark = pytest.mark.filterwarnings(
     "ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage:UserWarning"
 )
@@ -100,6 +100,27 @@ def test_a_refused_heartbeat_is_a_warning_once(tmp_path, caplog):
     assert len(misses) == 3, [r.getMessage() for r in misses]
     assert [r.levelno for r in misses] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
     assert "readonly database" in misses[0].getMessage()
+
+
+@pytest.mark.parametrize(("max_retry", "retried"), [(None, True), (0, False)])
+def test_a_stopped_batch_fails_its_trials_and_retries_them_as_the_storage_does(
+    tmp_path, max_retry, retried
+):
+    """Ctrl-C during a batch: its unfinished trials are failed and queued again by the
+    storage's own stale-trial callback, with its max_retry; a finished one stays."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = open_storage(url, heartbeat_interval=1, max_retry=max_retry)
+    study = optuna.create_study(storage=storage)
+    trials = [study.ask({"x": FloatDistribution(0.0, 1.0)}) for _ in range(2)]
+    study.tell(trials[0], 1.0)
+    with pytest.raises(KeyboardInterrupt), StudySweep._retry_if_stopped(study, storage, trials):
+        raise KeyboardInterrupt
+    found = study.get_trials()
+    assert [t.state for t in found[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert len(found) == (3 if retried else 2)
+    if retried:
+        assert found[2].state == TrialState.WAITING
+        assert RetryHeartbeatStaleTrialCallback.retried_trial_number(found[2]) == 1
 
 
 @pytest.mark.slow

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import optuna
+
+from ._storage import quiet
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,7 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
     written = []
     for name, function in FIGURES.items():
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                warnings.simplefilter("ignore", UserWarning)
+            with quiet(UserWarning):  # experimental plots, and their remarks on the values
                 axes = getattr(figures, function)(study)
             figure = axes.ravel()[0].figure if hasattr(axes, "ravel") else axes.figure
             figure.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")

@@ -20,7 +20,6 @@ import logging
 import math
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from ._figures import write_figures
 from ._storage import (
     SQLITE_LOCK_WAIT_S,
     open_storage,
+    quiet,
     reason,
     shown,
     storage_errors,
@@ -59,16 +59,6 @@ class SweeperConfigError(HydraException, ValueError):
 
 def _direction(direction: Any) -> str:
     return getattr(direction, "name", None) or str(direction)
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """Optuna calls heartbeats and their retries experimental, and warns on each `ask`
-    that heartbeats belong to `study.optimize`: the sweeper uses them on purpose."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-        yield
 
 
 def counted(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
@@ -286,7 +276,7 @@ class StudySweep(Sweeper):
 
     def _run_batch(self, study, storage, space, fixed, size: int) -> None:
         trials: list[optuna.trial.Trial] = []
-        with Heartbeat(storage) as heartbeat, self._retry_if_stopped(study, trials):
+        with Heartbeat(storage) as heartbeat, self._retry_if_stopped(study, storage, trials):
             overrides = []
             with storage_errors(self.storage_url), quiet():
                 for _ in range(size):
@@ -317,15 +307,16 @@ class StudySweep(Sweeper):
             for ret in returns:
                 ret.return_value  # noqa: B018  (raises the job's own error, with its traceback)
 
+    @staticmethod
     @contextmanager
-    def _retry_if_stopped(self, study, trials) -> Iterator[None]:
+    def _retry_if_stopped(study, storage, trials) -> Iterator[None]:
         """Ctrl-C or an error in the launcher: the batch's unfinished trials are failed
-        and queued again now, rather than when their heartbeat goes stale."""
+        and queued again now, rather than when their heartbeat goes stale, by the same
+        callback (and `max_retry`) the storage applies to a stale trial."""
         try:
             yield
         except BaseException:
-            with quiet():
-                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+            retry = storage.get_heartbeat_stale_trial_callback()
             for trial in trials:
                 try:
                     if not finished(study, trial):

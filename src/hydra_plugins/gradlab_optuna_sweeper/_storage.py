@@ -28,6 +28,20 @@ SQLITE_LOCK_WAIT_S = 60
 CREATE_TRIES = 5
 
 
+@contextmanager
+def quiet(*also: type[Warning]) -> Iterator[None]:
+    """Optuna's warnings about what the sweeper does on purpose, silenced (and any of the
+    categories `also` names): heartbeats and their retries are experimental, and each
+    `ask` warns that heartbeats belong to `study.optimize`, which an ask-and-tell loop
+    does not use."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+        for category in also:
+            warnings.simplefilter("ignore", category)
+        yield
+
+
 def shown(url: str) -> str:
     """The URL without its password, for logs and result files."""
     try:
@@ -164,9 +178,7 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_WAIT_S}
     for attempt in range(CREATE_TRIES):
         try:
-            with warnings.catch_warnings():
-                # Heartbeats are "experimental" in Optuna since 2.9; the sweeper relies on them.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with quiet():
                 heartbeat = {}
                 if heartbeat_interval:
                     heartbeat = {
