@@ -101,7 +101,10 @@ def _fit_once(cfg: Config, splits, mode: str, store: Path) -> Timing:
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     experiment = ensure_experiment(client, "bench", (store / "mlruns").as_uri())
     recorder = RunRecorder.start(client, experiment, "bench", {})
-    model, _, _ = training_module.compiled_model(cfg, splits)
+    groups = ("model", "init", "activation", "normalization", "optimizer", "clipping")
+    model, _, _ = training_module.compiled_model(
+        splits, **{g: getattr(cfg, g) for g in (*groups, "schedule", "training")}
+    )
 
     wall, cpu = time.perf_counter(), time.process_time()
     diag = None

@@ -36,7 +36,7 @@ def _params(activation: str, init: str, model: str, seed: int) -> dict[str, obje
     once by make_store)."""
     from hydra import compose
 
-    from experiments.config.flatten import flatten
+    from experiments.core.flatten import flatten
 
     overrides = [
         f"activation={activation}",

@@ -14,7 +14,7 @@ from helpers.mounts import remount, tmpfs
 from helpers.sweeps import OPTUNA, search_params
 from helpers.workspace import Workspace
 
-from experiments import train
+from experiments.runs import execute
 from experiments.training.memory import OutOfMemory, check_weights_fit, out_of_memory_in_one_line
 
 
@@ -24,14 +24,14 @@ def sigterm_after_first_job(monkeypatch):
     next one starts; whatever the command does not handle is counted, not fatal."""
     unhandled = []
     previous = signal.signal(signal.SIGTERM, lambda *_: unhandled.append(1))
-    real_run = train.run
+    real_run = execute.run
 
     def run_then_terminate(*args, **kwargs):
         result = real_run(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    monkeypatch.setattr(train, "run", run_then_terminate)
+    monkeypatch.setattr(execute, "run", run_then_terminate)
     yield unhandled
     signal.signal(signal.SIGTERM, previous)
 

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 
 IMAGES_MAGIC = 2051  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 2049  # unsigned byte, 1 dimension

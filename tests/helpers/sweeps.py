@@ -161,7 +161,7 @@ def assert_run_complete(client, run, epochs: int) -> None:
     every artifact."""
     from omegaconf import OmegaConf
 
-    from experiments.config.flatten import flatten
+    from experiments.core.flatten import flatten
 
     output_dir = Path(run.data.tags["output_dir"])
     rows = history_rows(output_dir)

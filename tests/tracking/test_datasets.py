@@ -15,15 +15,10 @@ import pytest
 from mlflow.entities import Dataset
 from mlflow.tracking import MlflowClient
 
+from experiments.core import names
 from experiments.data import Splits
 from experiments.tracking import datasets
-from experiments.tracking.datasets import (
-    CONTEXT_TAG,
-    CONTEXTS,
-    dataset_records,
-    digest,
-    source_of,
-)
+from experiments.tracking.datasets import CONTEXTS, dataset_records, digest, source_of
 from experiments.tracking.recorder import RunRecorder
 
 
@@ -79,7 +74,7 @@ def small_splits(folder: str | None = None) -> Splits:
 def stored_inputs(client: MlflowClient, run_id: str) -> dict[str, dict[str, object]]:
     """The run's dataset inputs in the store, by context: every field of each dataset."""
     return {
-        {t.key: t.value for t in i.tags}[CONTEXT_TAG]: i.dataset.to_dictionary()
+        {t.key: t.value for t in i.tags}[names.DATASET_CONTEXT_TAG]: i.dataset.to_dictionary()
         for i in client.get_run(run_id).inputs.dataset_inputs
     }
 

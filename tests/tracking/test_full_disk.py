@@ -15,8 +15,9 @@ from helpers.mounts import resize, tmpfs
 from helpers.workspace import Workspace
 from mlflow.entities import LoggedModelStatus
 
+from experiments.core import names
 from experiments.sync import main as sync_main
-from experiments.tracking import kept_records, replay
+from experiments.tracking import kept_records
 from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.resilient import ResilientRecorder
 from experiments.tracking.spill import spill_folder
@@ -146,8 +147,8 @@ def test_an_artifact_cut_short_is_removed_and_listed_missing_until_sync_sends_it
 
     run = client.get_run(inner.run_id)
     assert run.info.status == "FINISHED" and not recorder.offline
-    assert run.data.tags[replay.MISSING_TAG] == "plots/big.bin"
-    assert "ENOSPC" in run.data.tags[replay.MISSING_REASON_TAG]
+    assert run.data.tags[names.MISSING_TAG] == "plots/big.bin"
+    assert "ENOSPC" in run.data.tags[names.MISSING_REASON_TAG]
     assert not list(tiny_disk.rglob("big.bin"))  # no truncated copy listed as the artifact
     assert recorder.incomplete_reason().startswith(
         f"no space left on device (ENOSPC) on {tiny_disk}"
@@ -156,9 +157,7 @@ def test_an_artifact_cut_short_is_removed_and_listed_missing_until_sync_sends_it
     resize(tiny_disk, "1m")
     assert sync_main([str(output_dir)]) == 0
     run = client.get_run(inner.run_id)
-    assert (
-        replay.MISSING_TAG not in run.data.tags and replay.MISSING_REASON_TAG not in run.data.tags
-    )
+    assert names.MISSING_TAG not in run.data.tags and names.MISSING_REASON_TAG not in run.data.tags
     (stored,) = tiny_disk.rglob("big.bin")
     assert stored.read_bytes() == big.read_bytes()
 
@@ -195,8 +194,8 @@ def test_files_the_output_folder_refuses_go_to_the_spill_folder_or_are_named(
     session.end("FINISHED")
     tags = client.get_run(session.run_id).data.tags
     assert (
-        tags[replay.UNWRITTEN_TAG] == "model summary"
-        and "ENOSPC" in tags[replay.UNWRITTEN_REASON_TAG]
+        tags[names.UNWRITTEN_TAG] == "model summary"
+        and "ENOSPC" in tags[names.UNWRITTEN_REASON_TAG]
     )
     assert "not written anywhere: model summary" in session.incomplete_reason()
     assert not list(tiny_disk.rglob("model_summary.txt"))

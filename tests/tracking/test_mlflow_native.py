@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers.compose import FAST
 
-from experiments.tracking.datasets import CONTEXT_TAG
+from experiments.core import names
 from experiments.tracking.server import server_env
 from experiments.tracking.store import EXPERIMENT_TAGS
 from experiments.tracking.ui import runs_address, ui_command
@@ -18,7 +18,7 @@ from experiments.tracking.ui import runs_address, ui_command
 
 def inputs_by_context(run) -> dict[str, object]:
     return {
-        next(t.value for t in i.tags if t.key == CONTEXT_TAG): i.dataset
+        next(t.value for t in i.tags if t.key == names.DATASET_CONTEXT_TAG): i.dataset
         for i in run.inputs.dataset_inputs
     }
 

@@ -7,13 +7,9 @@ import pytest
 from helpers.compose import compose
 from helpers.sweeps import EXPLODING, TINY, children
 
-from experiments.config.flatten import flatten
-from experiments.tracking.resume import (
-    ADDED_LATER,
-    SKIPPED_TAG_PREFIX,
-    config_hash,
-    group_hash,
-)
+from experiments.core import names
+from experiments.core.digest import ADDED_LATER, config_hash, group_hash
+from experiments.core.flatten import flatten
 
 
 def digest(*overrides: str) -> str:
@@ -80,7 +76,7 @@ def test_rerunning_a_sweep_runs_only_what_has_not_finished(workspace):
     assert [r.data.params["training.seed"] for r in new] == ["3"]
     assert parent.data.metrics["children_skipped"] == 2
     assert parent.data.metrics["children_finished"] == 1
-    skipped_for = {v for k, v in parent.data.tags.items() if k.startswith(SKIPPED_TAG_PREFIX)}
+    skipped_for = {v for k, v in parent.data.tags.items() if k.startswith(names.SKIPPED_TAG_PREFIX)}
     assert skipped_for == first
     # The resumed sweep's report stands the earlier runs in for the skipped jobs.
     report_rows = (workspace.folder / "multirun" / "report" / "runs.csv").read_text()

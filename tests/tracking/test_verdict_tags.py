@@ -7,7 +7,7 @@ from helpers.workspace import copy_empty_store
 
 from experiments.diagnostics import verdict
 from experiments.diagnostics.record import DiagnosticsRecord
-from experiments.tracking.session import RunSession
+from experiments.runs import lifecycle
 from experiments.tracking.store import artifact_location, ensure_experiment
 
 
@@ -26,9 +26,9 @@ def test_every_run_carries_a_verdict_the_ui_can_search(tmp_path):
     experiment = ensure_experiment(client, "gradient-lab", artifact_location(uri, tmp_path))
 
     def run(name: str, judged: verdict.Verdict | None, status: str = "FINISHED") -> str:
-        session = RunSession.open(client, experiment, name, {}, tmp_path / name)
+        session = lifecycle.open_run(client, experiment, name, {}, tmp_path / name)
         if judged is not None:
-            session.set_verdict(judged)
+            lifecycle.set_verdict(session, judged)
         session.end(status, None if status == "FINISHED" else "boom")
         return session.run_id
 

@@ -28,9 +28,13 @@ def rates(*overrides: str, steps: RunSteps = STEPS) -> np.ndarray:
     return rates_per_step(make_schedule(cfg.schedule, LR, steps).learning_rate, steps.total)
 
 
+def optimizer_with_schedule(cfg):
+    return training.scheduled_optimizer(cfg.optimizer, cfg.clipping, cfg.schedule, STEPS)
+
+
 def test_constant_gives_the_optimizer_the_very_rate_it_had_before_schedules():
     cfg = typed("optimizer=sgd", "optimizer.momentum=0.9")
-    optimizer, callbacks = training.scheduled_optimizer(cfg, STEPS)
+    optimizer, callbacks = optimizer_with_schedule(cfg)
     assert callbacks == []
     before = make_optimizer(cfg.optimizer, cfg.clipping).get_config()
     assert optimizer.get_config() | {"name": None} == before | {"name": None}  # sgd, sgd_1
@@ -74,7 +78,7 @@ def test_warmup_cosine_climbs_linearly_to_the_peak_then_decays_to_alpha():
 
 def test_performance_multiplies_the_rate_by_factor_after_patience_flat_epochs():
     cfg = typed("schedule=performance", "schedule.factor=0.5", "schedule.patience=2")
-    optimizer, (callback,) = training.scheduled_optimizer(cfg, STEPS)
+    optimizer, (callback,) = optimizer_with_schedule(cfg)
     assert rate_schedule(optimizer) is None  # a plain rate, changed between epochs
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=optimizer, loss="mse")
@@ -90,8 +94,8 @@ def test_performance_multiplies_the_rate_by_factor_after_patience_flat_epochs():
 
 
 def test_only_a_rate_that_changes_within_epochs_gets_a_figure(tmp_path):
-    scheduled, _ = training.scheduled_optimizer(typed("schedule=warmup_cosine"), STEPS)
-    plain, _ = training.scheduled_optimizer(typed("schedule=performance"), STEPS)
+    scheduled, _ = optimizer_with_schedule(typed("schedule=warmup_cosine"))
+    plain, _ = optimizer_with_schedule(typed("schedule=performance"))
     for optimizer in (scheduled, plain):
         optimizer.iterations.assign(25)  # as after 25 steps
     path = write_rate_plot(scheduled, tmp_path / "learning_rate.png")

@@ -8,10 +8,10 @@ from helpers.compose import compose
 
 from experiments.config.checks import validate
 from experiments.data import Splits
+from experiments.models.blocks import build_model
 from experiments.transfer.models import (
     build_b_on_a,
     build_baseline_b,
-    build_model_a,
     set_reused_trainable,
 )
 from experiments.transfer.study import error_rate_ratio
@@ -106,7 +106,7 @@ def tiny():
     y_b = rng.integers(0, 2, size=64).astype(np.float32)
     task_b = Splits(x, y_b, x[:16], y_b[:16], x[:16], y_b[:16])
     training.seed_everything(0)
-    model_a = build_model_a(cfg, (6, 6), 8)
+    model_a = build_model(cfg.model, cfg.init, cfg.activation, cfg.normalization, (6, 6), 8)
     training.compile_model(model_a, make_optimizer(cfg.optimizer, cfg.clipping), cfg.training)
     model_a.fit(x, y_a, epochs=1, verbose=0)
     return cfg, model_a, task_b
@@ -187,7 +187,7 @@ def test_trainable_from_a_block_keeps_the_ones_below_frozen(tiny):
 
 def test_baseline_b_is_the_same_stack_from_scratch(tiny):
     cfg, model_a, _ = tiny
-    baseline = build_baseline_b(cfg, (6, 6))
+    baseline = build_baseline_b(cfg.model, cfg.init, cfg.activation, cfg.normalization, (6, 6))
     assert [layer.name for layer in baseline.layers] == [layer.name for layer in model_a.layers]
     shapes = [tuple(w.shape) for w in baseline.weights]
     assert shapes[:-2] == [tuple(w.shape) for w in model_a.weights][:-2]

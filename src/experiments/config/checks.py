@@ -22,9 +22,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config.flatten import flatten
-from experiments.config.registry import Options
 from experiments.config.schema import GROUP_OPTIONS, Config
+from experiments.core.flatten import flatten
+from experiments.core.options import Options
 from experiments.data import DataName
 from experiments.training.schedules import ScheduleConfig
 from experiments.transfer.options import TransferName, first_unfrozen_block

@@ -11,10 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from experiments.config.schema import DiagnosticsConfig
 from experiments.diagnostics.callback import DiagnosticsCallback
 from experiments.diagnostics.probe import Probe, probe_batch
 from experiments.diagnostics.record import FOLDER, DiagnosticsRecord
+from experiments.diagnostics.settings import DiagnosticsConfig
 from experiments.models.monitored import MonitoredStep, StepMonitor
 from experiments.training.loop import Outcome
 

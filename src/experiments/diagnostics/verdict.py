@@ -29,12 +29,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from experiments.core import names
 from experiments.diagnostics.record import DiagnosticsRecord
-
-TAG = "gradient_health"
-LAYER_TAG = "gradient_health_layer"
-EPOCH_TAG = "gradient_health_epoch"
-REASON_TAG = "gradient_health_reason"
 
 DIVERGED = "diverged"
 EXPLODING = "exploding"
@@ -75,10 +71,10 @@ class Verdict:
     def tags(self) -> dict[str, str]:
         """The four tags; layer and epoch are empty when the verdict names none."""
         return {
-            TAG: self.health,
-            LAYER_TAG: self.layer,
-            EPOCH_TAG: "" if self.epoch is None else str(self.epoch),
-            REASON_TAG: self.reason[:REASON_CHARS],
+            names.HEALTH_TAG: self.health,
+            names.HEALTH_LAYER_TAG: self.layer,
+            names.HEALTH_EPOCH_TAG: "" if self.epoch is None else str(self.epoch),
+            names.HEALTH_REASON_TAG: self.reason[:REASON_CHARS],
         }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 
 
 def _keras_activation(cfg: ActivationConfig, name: str):

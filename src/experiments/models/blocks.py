@@ -27,7 +27,6 @@ import math
 
 import keras
 
-from experiments.config.schema import ModelConfig, ResidualStyle
 from experiments.models.activations import ActivationConfig, make_activation
 from experiments.models.initializers import InitConfig, make_initializer
 from experiments.models.monitored import MonitoredFunctional, MonitoredSequential
@@ -39,6 +38,7 @@ from experiments.models.normalization import (
     block_normalization,
     make_normalization,
 )
+from experiments.models.settings import ModelConfig, ResidualStyle
 
 
 def block_layers(

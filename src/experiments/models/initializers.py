@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 
 
 def _by_name(cfg: InitConfig):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 from experiments.models.naming import BATCHNORM, LAYERNORM, block_name
 
 NORMALIZATIONS = Options("normalization")

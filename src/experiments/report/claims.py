@@ -7,11 +7,11 @@ number of groups.csv or comparisons.csv.
 
 from __future__ import annotations
 
+from experiments.core import names
 from experiments.diagnostics.verdict import HEALTHY, UNKNOWN
 from experiments.report import statistics
 from experiments.report.groups import (
     BASELINE,
-    FINAL_METRICS,
     RATIO,
     TRANSFER,
     Comparison,
@@ -96,7 +96,7 @@ def _single_seed_lines(groups: list[Group]) -> list[str]:
             "between single runs cannot be told from seed noise. Run several seeds "
             "(training.seed=range(N), or make study SEEDS=N) to compare."
         )
-    for metric in FINAL_METRICS:
+    for metric in names.FINAL_METRICS:
         shown = [g for g in groups if metric in g.summaries and g.summaries[metric].n]
         if not shown:
             continue

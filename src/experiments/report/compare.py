@@ -15,19 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.core import names
+from experiments.core.digest import SEED_KEY, is_ignored
 from experiments.diagnostics.verdict import THRESHOLDS
 from experiments.report.data import RunSummary
 
 ABSENT = "—"
-# Params that describe where a run went or that Keras derives from the optimizer choice;
-# and the seed, which is not a factor but the repeats of a configuration (report.groups).
-IGNORED_PARAM_PREFIXES = (
-    "tracking.",
-    "optimizer_config.",
-    "data.dir",
-    "training.verbose",
-    "training.seed",
-)
+# Besides the keys that change nothing (core.digest): the params Keras derives from the
+# optimizer choice, and the seed, which is not a factor but the repeats of a
+# configuration (report.groups).
+NOT_FACTORS = ("optimizer_config", SEED_KEY)
 GROUP_ORDER = (
     "experiment",
     "data",
@@ -90,7 +87,7 @@ def _candidates(runs: list[RunSummary]) -> list[Factor]:
         ("param", sorted({k for run in runs for k in run.params})),
     ):
         for key in keys:
-            if kind == "param" and key.startswith(IGNORED_PARAM_PREFIXES):
+            if kind == "param" and is_ignored(key, also=NOT_FACTORS):
                 continue
             probe = Factor(key, kind, ())
             values = _ordered_values(runs, probe.value)
@@ -132,7 +129,7 @@ def run_label(run: RunSummary, factors: list[Factor]) -> str:
     """The run's values of the varying factors; a factor the run lacks says nothing and
     is left out. A transfer study's nested run leads with its phase (pretrain_A, ...)."""
     parts = [f.label(v) for f in factors if (v := f.value(run)) != ABSENT]
-    if run.tags.get("study_phase"):
+    if run.tags.get(names.STUDY_PHASE_TAG):
         parts.insert(0, run.name)
     return " · ".join(parts) or run.name
 

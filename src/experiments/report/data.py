@@ -24,15 +24,14 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from experiments.core import names
 from experiments.diagnostics.record import ARTIFACT as DIAGNOSTICS_ARTIFACT
 from experiments.diagnostics.record import DEPTH_RATIO, DiagnosticsRecord
 from experiments.models.naming import block_name, parse_layer_metric
-from experiments.tracking.recorder import PARENT_TAG
 
 CURVE_KEYS = ("val_accuracy", "loss", "epoch_seconds")
 # Per-layer statistics the report draws over depth: (key in diagnostics.json / metric prefix).
 PROFILE_STATS = ("grad/signal_std", "act/std")
-SWEEP_PARENT_TAG = "sweep"
 PAGE_SIZE = 1000
 READ_THREADS = 8
 
@@ -103,10 +102,10 @@ def select_runs(
             ) from None
         experiment_id = parent.info.experiment_id
         experiment_name = client.get_experiment(experiment_id).name
-        filters = [f"tags.`{PARENT_TAG}` = '{parent_run_id}'"]
+        filters = [f"tags.`{names.PARENT_TAG}` = '{parent_run_id}'"]
         source = f"sweep {parent_run_id} ({parent.info.run_name}) in experiment '{experiment_name}'"
     else:
-        experiment_name = experiment or "gradient-lab"
+        experiment_name = experiment or names.DEFAULT_EXPERIMENT
         found = client.get_experiment_by_name(experiment_name)
         if found is None:
             known = sorted(e.name for e in client.search_experiments())
@@ -124,7 +123,7 @@ def select_runs(
     runs = [
         run
         for run in _search_all(client, experiment_id, " and ".join(filters))
-        if run.data.tags.get(SWEEP_PARENT_TAG) != "true"
+        if run.data.tags.get(names.SWEEP_TAG) != "true"
     ]
     if parent_run_id:
         runs += _stand_ins(client, parent, filter_string)
@@ -138,21 +137,19 @@ def select_runs(
 def _study_phases(client: MlflowClient, experiment_id: str, runs: list[Run]) -> list[Run]:
     """The nested runs (pretrain_A, baseline_B, B_on_A) of the transfer studies among a
     sweep's runs: the study's own run holds the comparison, they hold the training."""
-    from experiments.transfer.tasks import STUDY_TAG
 
-    studies = [r.info.run_id for r in runs if r.data.tags.get(STUDY_TAG) == "true"]
+    studies = [r.info.run_id for r in runs if r.data.tags.get(names.TRANSFER_STUDY_TAG) == "true"]
     phases: list[Run] = []
     for study_id in studies:
-        phases += _search_all(client, experiment_id, f"tags.`{PARENT_TAG}` = '{study_id}'")
+        phases += _search_all(client, experiment_id, f"tags.`{names.PARENT_TAG}` = '{study_id}'")
     return phases
 
 
 def _stand_ins(client: MlflowClient, parent: Run, filter_string: str | None) -> list[Run]:
     """The earlier FINISHED runs that a resumed sweep skipped instead of re-running (its
     parent's `skipped.<config hash>` tags name them): they are the sweep's results too."""
-    from experiments.tracking.resume import SKIPPED_TAG_PREFIX
 
-    ids = sorted({v for k, v in parent.data.tags.items() if k.startswith(SKIPPED_TAG_PREFIX)})
+    ids = sorted({v for k, v in parent.data.tags.items() if k.startswith(names.SKIPPED_TAG_PREFIX)})
     if not ids:
         return []
     if filter_string:  # MLflow's filter grammar has no parentheses: filter here instead

@@ -19,15 +19,13 @@ from itertools import combinations
 
 import numpy as np
 
+from experiments.core import names
+from experiments.core.digest import SEED_KEY, is_ignored
 from experiments.diagnostics import verdict
 from experiments.report import statistics
 from experiments.report.compare import Factor, run_label
 from experiments.report.data import RunSummary
-from experiments.tracking.resume import GROUP_TAG, IGNORED_KEYS, SEED_KEY
-from experiments.transfer.tasks import STUDY_TAG
 
-# Final metrics compared between configurations.
-FINAL_METRICS = ("val_accuracy", "test_accuracy")
 # A transfer study's own run: the ratio on a log scale, both accuracies paired by seed.
 RATIO = "error_rate_ratio"
 BASELINE, TRANSFER = "test_accuracy_baseline", "test_accuracy_transfer"
@@ -35,19 +33,14 @@ STUDY_METRICS = (RATIO, BASELINE, TRANSFER)
 
 
 def seed_of(run: RunSummary) -> str | None:
-    return run.params.get(SEED_KEY) or run.tags.get("seed")
+    return run.params.get(SEED_KEY) or run.tags.get(names.SEED_TAG)
 
 
 def group_key(run: RunSummary) -> str:
-    if run.tags.get(GROUP_TAG):
-        return run.tags[GROUP_TAG]
-    ignored = (*IGNORED_KEYS, SEED_KEY)
-    kept = {
-        k: v
-        for k, v in run.params.items()
-        if not any(k == p or k.startswith(p + ".") for p in ignored)
-    }
-    text = json.dumps([run.choices, kept, run.tags.get("study_phase", "")], sort_keys=True)
+    if run.tags.get(names.GROUP_TAG):
+        return run.tags[names.GROUP_TAG]
+    kept = {k: v for k, v in run.params.items() if not is_ignored(k, also=(SEED_KEY,))}
+    text = json.dumps([run.choices, kept, run.tags.get(names.STUDY_PHASE_TAG, "")], sort_keys=True)
     return "params:" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -55,12 +48,12 @@ def verdict_of(run: RunSummary) -> verdict.Verdict:
     """The run's `gradient_health` tags; a run recorded before they existed is judged
     here, by the same function, from its diagnostics and its failure tags."""
     tags = run.tags
-    if tags.get(verdict.TAG):
-        epoch = tags.get(verdict.EPOCH_TAG, "")
+    if tags.get(names.HEALTH_TAG):
+        epoch = tags.get(names.HEALTH_EPOCH_TAG, "")
         return verdict.Verdict(
-            tags[verdict.TAG],
-            tags.get(verdict.REASON_TAG, ""),
-            tags.get(verdict.LAYER_TAG, ""),
+            tags[names.HEALTH_TAG],
+            tags.get(names.HEALTH_REASON_TAG, ""),
+            tags.get(names.HEALTH_LAYER_TAG, ""),
             int(epoch) if epoch.isdigit() else None,
         )
     failed_epoch = tags.get("failed_epoch", "")
@@ -84,11 +77,11 @@ class Group:
 
     @property
     def phase(self) -> str:
-        return self.runs[0].tags.get("study_phase", "")
+        return self.runs[0].tags.get(names.STUDY_PHASE_TAG, "")
 
     @property
     def is_study(self) -> bool:
-        return self.runs[0].tags.get(STUDY_TAG) == "true"
+        return self.runs[0].tags.get(names.TRANSFER_STUDY_TAG) == "true"
 
     @property
     def failed(self) -> int:
@@ -227,9 +220,9 @@ def find_groups(runs: list[RunSummary], factors: list[Factor]) -> list[Group]:
             g.label += f" [{g.key.split(':')[-1][:6]}]"
     for g in groups:
         # A configuration whose runs all failed has its final metrics at n = 0.
-        for metric in STUDY_METRICS if g.is_study else FINAL_METRICS:
+        for metric in STUDY_METRICS if g.is_study else names.FINAL_METRICS:
             values, _ = g.values(metric)
-            if values or metric in FINAL_METRICS:
+            if values or metric in names.FINAL_METRICS:
                 summarize = statistics.summarize_ratio if metric == RATIO else statistics.summarize
                 g.summaries[metric] = summarize(values)
     return groups
@@ -254,7 +247,7 @@ def compare_groups(groups: list[Group], factors: list[Factor]) -> list[Compariso
             continue
         if factor.values.index(a.level(factor)) > factor.values.index(b.level(factor)):
             a, b = b, a
-        for metric in FINAL_METRICS:
+        for metric in names.FINAL_METRICS:
             (values_a, seeds_a), (values_b, seeds_b) = a.values(metric), b.values(metric)
             test = statistics.compare(values_a, values_b, seeds_a, seeds_b, (a.label, b.label))
             if test is not None:
@@ -264,10 +257,10 @@ def compare_groups(groups: list[Group], factors: list[Factor]) -> list[Compariso
             continue
         transfer, seeds = g.values(TRANSFER)
         baseline, baseline_seeds = g.values(BASELINE)
-        names = (f"{g.label} · B_on_A", f"{g.label} · baseline_B")
-        test = statistics.compare(transfer, baseline, seeds, baseline_seeds, names)
+        labels = (f"{g.label} · B_on_A", f"{g.label} · baseline_B")
+        test = statistics.compare(transfer, baseline, seeds, baseline_seeds, labels)
         if test is not None:
-            found.append(Comparison(*names, "transfer", "test_accuracy", test))
+            found.append(Comparison(*labels, "transfer", "test_accuracy", test))
     adjusted = statistics.holm([c.test.p_value for c in found])
     for comparison, p in zip(found, adjusted, strict=True):
         comparison.p_adjusted = float(p)

@@ -7,6 +7,12 @@ GRADLAB_SWEEP_PARENT_RUN_ID, which Hydra itself sets in every job through
 `hydra.job.env_set`: the job's config travels with it to any launcher (a joblib worker
 that outlived an earlier sweep, a Ray worker on another node), where the launching
 process's environment does not.
+
+The parent counts its children by status when the sweep ends. A pruned Optuna trial's
+run ends KILLED (it stopped before its last epoch, on purpose) with the tag
+`trial_state=pruned`: KILLED keeps it out of the FINISHED runs that a re-run skips, the
+tag tells it from a run stopped by Ctrl-C, and the parent counts it in
+`children_pruned` instead of `children_killed`.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from experiments.config.checks import ConfigError, check_experiment_name
+from experiments.core import names, stopping
+from experiments.paths import PROJECT_DIR
+
 log = logging.getLogger(__name__)
-# How a job learns its sweep's parent run (set in every job through hydra.job.env_set).
-SWEEP_PARENT_ENV = "GRADLAB_SWEEP_PARENT_RUN_ID"
+PRUNED_COUNT = "PRUNED"
 
 
 def pass_env_to_jobs(config: DictConfig, name: str, value: str) -> None:
@@ -33,30 +42,17 @@ def pass_env_to_jobs(config: DictConfig, name: str, value: str) -> None:
         config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{name}={value}")
 
 
-_ACTIVE: MlflowSweepCallback | None = None
-
-
-def end_active_sweep(status: str, reason: str) -> str | None:
-    """The sweep of this process stopped (Ctrl-C or SIGTERM: KILLED; an error: FAILED):
-    its parent run ends so, with the reason and the counts so far. Returns the parent
-    run's id, if there was one."""
-    if _ACTIVE is None or _ACTIVE._ended:
-        return None
-    _ACTIVE._end(status, reason)
-    return _ACTIVE.recorder.run_id
-
-
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.recorder = None
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from experiments.config.checks import ConfigError, check_experiment_name
-        from experiments.paths import PROJECT_DIR
+        # MLflow with the store: Hydra builds this callback for every command, `--help`
+        # and single runs included, which must not pay for it.
         from experiments.tracking import store
         from experiments.tracking.orphans import process_tags
-        from experiments.tracking.recorder import RunRecorder
+        from experiments.tracking.recorder import RunRecorder, context_tags
 
         # The experiment the parent run is made in is checked first (each job checks its
         # own config, the sweep's values applied). Hydra turns an exception of a callback
@@ -74,33 +70,40 @@ class MlflowSweepCallback(Callback):
         except store.TrackingError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
-        from mlflow.tracking.context.registry import resolve_tags
-
         overrides = list(config.hydra.overrides.task)
         tags = {
-            "sweep": "true",
+            names.SWEEP_TAG: "true",
             "sweep_overrides": " ".join(overrides)[:5000],
             "sweep_dir": str(config.hydra.sweep.dir),
             "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
-            "git_commit": store.git_commit(PROJECT_DIR),
-            # What MLflow's own context says (user, source, commit), and in words.
-            "mlflow.note.content": "A sweep; each job is a child run. Overrides: "
-            + (", ".join(overrides) or "none")
-            + ".",
+            names.GIT_COMMIT_TAG: store.git_commit(PROJECT_DIR),
             **process_tags(),
         }
+        description = (
+            f"A sweep; each job is a child run. Overrides: {', '.join(overrides) or 'none'}."
+        )
         self.recorder = RunRecorder.start(
-            client, experiment_id, ("sweep " + " ".join(overrides))[:250], resolve_tags(tags)
+            client,
+            experiment_id,
+            ("sweep " + " ".join(overrides))[:250],
+            context_tags(tags, description),
         )
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
-        os.environ[SWEEP_PARENT_ENV] = self.recorder.run_id
-        pass_env_to_jobs(config, SWEEP_PARENT_ENV, self.recorder.run_id)
+        os.environ[names.SWEEP_PARENT_ENV] = self.recorder.run_id
+        pass_env_to_jobs(config, names.SWEEP_PARENT_ENV, self.recorder.run_id)
         self._ended = False
         # Hydra skips on_multirun_end when a job raises; the parent run still gets closed.
         atexit.register(self._end, "FAILED")
-        global _ACTIVE
-        _ACTIVE = self
+        stopping.on_stop(self._end_early)
         log.info("MLflow sweep parent run %s in %s", self.recorder.run_id, client.tracking_uri)
+
+    def _end_early(self, status: str, reason: str) -> str | None:
+        """The sweep stopped (Ctrl-C or SIGTERM: KILLED; an error: FAILED): the parent run
+        ends so, with the reason and the counts so far."""
+        if self.recorder is None or self._ended:
+            return None
+        self._end(status, reason)
+        return self.recorder.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.recorder is None or self._ended:
@@ -124,7 +127,7 @@ class MlflowSweepCallback(Callback):
     def _log_study(self, found: DictConfig, figures: Path) -> None:
         """The Optuna study behind the search: its name, best trial and figures."""
         if found.get("study_name") is not None:
-            tags = {"optuna_study": found.study_name, "optuna_storage": found.storage}
+            tags = {names.OPTUNA_STUDY_TAG: found.study_name, "optuna_storage": found.storage}
             if found.get("best_trial") is not None:
                 tags["best_trial"] = found.best_trial
             self.recorder.set_tags(tags)
@@ -135,7 +138,7 @@ class MlflowSweepCallback(Callback):
         if self.recorder is None or self._ended:
             return
         self._ended = True
-        os.environ.pop(SWEEP_PARENT_ENV, None)
+        os.environ.pop(names.SWEEP_PARENT_ENV, None)
         try:
             counts = self.child_counts()
             self.recorder.log_metrics({f"children_{k.lower()}": v for k, v in counts.items()})
@@ -163,7 +166,6 @@ class MlflowSweepCallback(Callback):
     def child_counts(self) -> dict[str, int]:
         """Children by status (pruned Optuna trials apart from other KILLED runs), and
         jobs skipped because their config had FINISHED before."""
-        from experiments.sweeps.trial import count_key
         from experiments.tracking import resume
 
         client, run_id = self.recorder.client, self.recorder.run_id
@@ -179,3 +181,9 @@ class MlflowSweepCallback(Callback):
             counts[key] = counts.get(key, 0) + 1
         counts["SKIPPED"] = resume.skipped_count(parent)
         return counts
+
+
+def count_key(run) -> str:
+    """The key of `MlflowSweepCallback.child_counts` this child run counts under."""
+    pruned = run.data.tags.get(names.TRIAL_STATE_TAG) == names.TRIAL_PRUNED
+    return PRUNED_COUNT if run.info.status == "KILLED" and pruned else run.info.status

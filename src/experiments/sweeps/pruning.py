@@ -1,6 +1,10 @@
 """A trial's side of pruning: its val_accuracy goes to the study every epoch, and
 training stops when the search's pruner says so (Optuna's own integration callbacks
-live in optuna-integration, which pins its own Keras; this one is a few lines)."""
+live in optuna-integration, which pins its own Keras; this one is a few lines). The run
+of a pruned trial ends through the run lifecycle like any other (runs.lifecycle.finish):
+its curves, diagnostics and gradient verdict kept, no test evaluation, KILLED with
+`trial_state=pruned`.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +12,26 @@ import logging
 import math
 
 import keras
+from hydra.utils import instantiate
 
-from experiments.sweeps.trial import PRUNED, TRIAL_STATE_TAG, job_trial, trial_tags
+from experiments.core import names
+from hydra_plugins.gradlab_optuna_sweeper.job import JobTrial
 
 log = logging.getLogger(__name__)
 MONITOR = "val_accuracy"
 
 
 class TrialReporter(keras.callbacks.Callback):
-    def __init__(self, trial, job):
+    def __init__(self, trial, job: JobTrial):
         super().__init__()
         self.trial = trial
         self.job = job
         self.pruned_epoch: int | None = None
 
     @classmethod
-    def for_this_job(cls, session) -> TrialReporter | None:
-        """The reporter of this job's trial, with its tags on the run; None when the job
-        is not a trial."""
-        found = job_trial()
-        if found is None:
-            return None
-        job, pruner_config = found
-        from hydra.utils import instantiate
-
+    def open(cls, job: JobTrial, pruner_config) -> TrialReporter:
+        """The reporter of the job's trial, with the search's pruner."""
         pruner = instantiate(pruner_config) if pruner_config is not None else None
-        session.set_tags(trial_tags(job))
         return cls(job.open(pruner), job)
 
     @property
@@ -49,22 +47,17 @@ class TrialReporter(keras.callbacks.Callback):
             self.pruned_epoch = epoch
             self.model.stop_training = True
 
-    def finish_pruned(self, session, model, outcome, diagnostics=None) -> float:
-        """Ends the trial PRUNED in the study and the run KILLED with its tag, keeping
-        its curves and diagnostics (no test evaluation: training stopped early)."""
-        from optuna.trial import TrialState
-
-        from experiments.tracking.artifacts import write_model_artifacts
+    def tell_pruned(self) -> tuple[dict[str, object], str]:
+        """Tells the study the trial was pruned; returns the run's tags and end reason."""
+        from optuna.trial import TrialState  # with the trial: Optuna is loaded already
 
         self.trial.study.tell(self.trial.number, state=TrialState.PRUNED)
-        if diagnostics is not None:
-            session.log_files(diagnostics.write_artifacts(session.output_dir))
-        session.log_files(write_model_artifacts(model, outcome.history, session.output_dir))
-        session.set_tags({TRIAL_STATE_TAG: PRUNED, "pruned_epoch": self.pruned_epoch})
         reason = (
             f"pruned at epoch {self.pruned_epoch} by {type(self.trial.study.pruner).__name__} "
             f"(trial {self.job.number} of study {self.job.study_name!r})"
         )
-        session.end("KILLED", reason)
-        log.info("%s; run %s ends KILLED", reason, session.run_id)
-        return outcome.history[MONITOR][-1]
+        tags = {
+            names.TRIAL_STATE_TAG: names.TRIAL_PRUNED,
+            names.PRUNED_EPOCH_TAG: self.pruned_epoch,
+        }
+        return tags, reason

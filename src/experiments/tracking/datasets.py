@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
-CONTEXT_TAG = "mlflow.data.context"
 
 
 def digest(*arrays: np.ndarray) -> str:

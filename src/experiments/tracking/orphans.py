@@ -16,13 +16,11 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from experiments.core import names
 from experiments.tracking.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
 
-HOST_TAG = "host"
-PID_TAG = "pid"
-PROCESS_START_TAG = "process_start"
 ORPHAN_REASON = "process ended without closing the run"
 
 
@@ -38,10 +36,10 @@ def _start_time(pid: int) -> str | None:
 
 def process_tags() -> dict[str, str]:
     """Who owns a run opened by this process."""
-    tags = {HOST_TAG: platform.node(), PID_TAG: str(os.getpid())}
+    tags = {names.HOST_TAG: platform.node(), names.PID_TAG: str(os.getpid())}
     start = _start_time(os.getpid())
     if start is not None:
-        tags[PROCESS_START_TAG] = start
+        tags[names.PROCESS_START_TAG] = start
     return tags
 
 
@@ -60,15 +58,15 @@ def close_orphans(client: MlflowClient, experiment_ids: list[str]) -> list[str]:
     their ids."""
     found = client.search_runs(
         experiment_ids,
-        filter_string=f"attributes.status = 'RUNNING' and tags.{HOST_TAG} = '{platform.node()}'",
+        filter_string=f"attributes.status = 'RUNNING' and tags.{names.HOST_TAG} = '{platform.node()}'",
         max_results=10000,
     )
     closed = []
     for run in found:
         tags = run.data.tags
-        if not tags.get(PID_TAG, "").isdigit():
+        if not tags.get(names.PID_TAG, "").isdigit():
             continue
-        if is_alive(int(tags[PID_TAG]), tags.get(PROCESS_START_TAG)):
+        if is_alive(int(tags[names.PID_TAG]), tags.get(names.PROCESS_START_TAG)):
             continue
         RunRecorder(client, run.info.run_id).end("FAILED", ORPHAN_REASON)
         closed.append(run.info.run_id)
@@ -76,6 +74,6 @@ def close_orphans(client: MlflowClient, experiment_ids: list[str]) -> list[str]:
             "run %s (%s) was left RUNNING by process %s, which has ended: closed as FAILED",
             run.info.run_id,
             run.info.run_name,
-            tags[PID_TAG],
+            tags[names.PID_TAG],
         )
     return closed

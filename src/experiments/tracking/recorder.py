@@ -11,20 +11,33 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
+from experiments.core import names
 from experiments.tracking.uninterrupted import held
 
 # MLflow's limits on one log_batch call.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
-PARENT_TAG = "mlflow.parentRunId"
-FAILURE_REASON_TAG = "failure_reason"
 
 
 def _text(value: Any) -> str:
     if isinstance(value, Enum):
         return str(value.value)
     return "null" if value is None else str(value)
+
+
+def context_tags(tags: dict[str, Any], description: str | None = None) -> dict[str, str]:
+    """What MLflow's own context resolution says of this process (user, source name and
+    type, git commit), then `tags`, and `description` as the run's note."""
+    all_tags = resolve_tags({k: str(v) for k, v in tags.items()})
+    # Where MLflow finds no repository (a Ray worker, a job not started from a file of
+    # the checkout), the lab's own reading of the checkout's commit stands in.
+    if names.MLFLOW_GIT_COMMIT_TAG not in all_tags and names.GIT_COMMIT_TAG in tags:
+        all_tags[names.MLFLOW_GIT_COMMIT_TAG] = str(tags[names.GIT_COMMIT_TAG])
+    if description:
+        all_tags[names.DESCRIPTION_TAG] = description
+    return all_tags
 
 
 @dataclass
@@ -47,7 +60,7 @@ class RunRecorder:
     ) -> RunRecorder:
         all_tags = dict(tags)
         if parent_run_id:
-            all_tags[PARENT_TAG] = parent_run_id
+            all_tags[names.PARENT_TAG] = parent_run_id
         run = client.create_run(experiment_id, run_name=name, tags=all_tags)
         return cls(client, run.info.run_id)
 
@@ -82,12 +95,10 @@ class RunRecorder:
         """Dataset inputs, each a dict of MLflow's Dataset fields plus its `context`."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        from experiments.tracking.datasets import CONTEXT_TAG
-
         inputs = [
             DatasetInput(
                 Dataset(**{k: v for k, v in d.items() if k != "context"}),
-                tags=[InputTag(CONTEXT_TAG, d["context"])],
+                tags=[InputTag(names.DATASET_CONTEXT_TAG, d["context"])],
             )
             for d in datasets
         ]
@@ -104,5 +115,5 @@ class RunRecorder:
     def end(self, status: str, reason: str | None = None) -> None:
         """FINISHED, FAILED or KILLED; a reason lands in the `failure_reason` tag."""
         if reason:
-            self.client.set_tag(self.run_id, FAILURE_REASON_TAG, reason)
+            self.client.set_tag(self.run_id, names.FAILURE_REASON_TAG, reason)
         self.client.set_terminated(self.run_id, status=status)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.core import names
 from experiments.tracking.kept_records import (
     SYNCED_FILE,
     UNSENT_FILE,
@@ -23,12 +24,6 @@ from experiments.tracking.spill import no_space_text, origin_of, spill_folder, s
 
 # Records that go to the artifact store, which can fail while the tracking store works.
 ARTIFACT_KINDS = ("artifact", "model")
-# Run tags: the artifacts the store lacks that are kept for `sync` (kept up to date by
-# every replay), and why; the artifacts that could be written nowhere, and why.
-MISSING_TAG = "missing_artifacts"
-MISSING_REASON_TAG = "missing_artifacts_reason"
-UNWRITTEN_TAG = "unwritten_artifacts"
-UNWRITTEN_REASON_TAG = "unwritten_artifacts_reason"
 
 
 def one_line(error: Exception) -> str:
@@ -133,17 +128,16 @@ def send_one(recorder, record: dict[str, Any]) -> None:
 def _drop_stale_reason(recorder) -> None:
     """A run closed as FAILED while its records were away (its process had ended, see
     tracking.orphans) gets its true end: the stale reason goes too."""
-    from experiments.tracking.recorder import FAILURE_REASON_TAG
 
-    if FAILURE_REASON_TAG in recorder.client.get_run(recorder.run_id).data.tags:
-        recorder.client.delete_tag(recorder.run_id, FAILURE_REASON_TAG)
+    if names.FAILURE_REASON_TAG in recorder.client.get_run(recorder.run_id).data.tags:
+        recorder.client.delete_tag(recorder.run_id, names.FAILURE_REASON_TAG)
 
 
 def replay(folder: Path, recorder_for) -> Outcome:
     """Sends the folder's pending records in order, each through `recorder_for(record)`,
     the RunRecorder of its run; an artifact the artifact store refuses is skipped while
     the tracking store answers, any other failure stops the replay there. A run that
-    got records has its MISSING_TAG brought up to date."""
+    got records has its `missing_artifacts` tag brought up to date."""
     done = synced_lines(folder)
     sent = 0
     error = None
@@ -180,7 +174,7 @@ def _folders_of(folder: Path, run_id: str) -> list[Path]:
 
 
 def missing_reason(why: str | None, folders: list[Path], output_dir: Path) -> str:
-    """MISSING_REASON_TAG: why the artifacts are not in the store, where they are kept,
+    """The `missing_artifacts_reason` tag: why the artifacts are not in the store, where they are kept,
     what sends them."""
     return (
         f"{why or 'not sent yet'}; kept in {', '.join(str(f) for f in folders)}: "
@@ -190,17 +184,17 @@ def missing_reason(why: str | None, folders: list[Path], output_dir: Path) -> st
 
 
 def _settle_missing(recorder, folders: list[Path], why: str | None) -> None:
-    """MISSING_TAG lists the run's artifacts still kept; with none left, it and its
+    """The `missing_artifacts` tag lists the run's artifacts still kept; with none left, it and its
     reason go."""
     try:
         tags = recorder.client.get_run(recorder.run_id).data.tags
         left = ", ".join(missing_artifacts(recorder.run_id, folders))
-        if left and tags.get(MISSING_TAG) != left:
+        if left and tags.get(names.MISSING_TAG) != left:
             reason = missing_reason(why, folders, folders[0])
             if why and no_space_text(why):
                 reason = f"no space left on device (ENOSPC): {reason}"
-            recorder.set_tags({MISSING_TAG: left, MISSING_REASON_TAG: reason})
-        for key in (MISSING_TAG, MISSING_REASON_TAG) if not left else ():
+            recorder.set_tags({names.MISSING_TAG: left, names.MISSING_REASON_TAG: reason})
+        for key in (names.MISSING_TAG, names.MISSING_REASON_TAG) if not left else ():
             if key in tags:
                 recorder.client.delete_tag(recorder.run_id, key)
     except Exception:  # noqa: BLE001 - a summary of the records: the next replay settles it

@@ -13,7 +13,7 @@ Whatever is left at the end is reported in one line; `python -m experiments.sync
 A full disk: when the output folder cannot take a record either, the records go on in
 the run's spill folder in the temporary folder (`spill.open_spill`); the end line says
 where, and names the full disk (ENOSPC) and what to do. At the end the run's tags list
-the artifacts the store lacks (`replay.MISSING_TAG`, kept up to date by every replay).
+the artifacts the store lacks (`names.MISSING_TAG`, kept up to date by every replay).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments.core import names
 from experiments.tracking import kept_records, replay
 from experiments.tracking.spill import mount_of, no_space, open_spill, path_of
 from experiments.tracking.store import sqlite_path
@@ -190,13 +191,13 @@ class ResilientRecorder:
         tags = {}
         missing = replay.missing_artifacts(self.run_id, self.folders)
         if missing and not self.offline:
-            tags[replay.MISSING_TAG] = ", ".join(missing)
-            tags[replay.MISSING_REASON_TAG] = replay.missing_reason(
+            tags[names.MISSING_TAG] = ", ".join(missing)
+            tags[names.MISSING_REASON_TAG] = replay.missing_reason(
                 self.artifact_failure or self.write_failure, self.folders, self.output_dir
             )
         if self.unwritten:
-            tags[replay.UNWRITTEN_TAG] = ", ".join(self.unwritten)
-            tags[replay.UNWRITTEN_REASON_TAG] = str(self.write_failure)
+            tags[names.UNWRITTEN_TAG] = ", ".join(self.unwritten)
+            tags[names.UNWRITTEN_REASON_TAG] = str(self.write_failure)
         if self.full_disk is not None:
             for key in [k for k in tags if k.endswith("_reason")]:
                 tags[key] = f"no space left on device (ENOSPC) on {self.full_disk}: {tags[key]}"

@@ -1,18 +1,8 @@
-"""One MLflow run from start to end: the single lifecycle of every run the lab records
-(a training run or sweep job, a transfer study and each of its nested runs).
-
-    session = RunSession.open(client, experiment_id, name, tags, output_dir, parent)
-    with session.closing():           # an error ends it FAILED, Ctrl-C or SIGTERM KILLED
-        ...train...
-        session.finish(model, outcome, splits, cfg.training, diagnostics=...)
-
-`finish` evaluates on the test split (unless training exploded), writes and logs the
-run's artifacts, tags the gradient verdict (`gradient_health`), then ends the run
-FINISHED, or FAILED with the failure's tags; a run that ends before `finish` is tagged
-`unknown`. From the
-moment a run is open, a store that fails costs records, never the training
-(`ResilientRecorder`); once training is over, a file that cannot be written (a full
-disk) costs that file, never the run's end (`RunSession.made`).
+"""One MLflow run from its start to its end, as the store sees it: open with MLflow's own
+context tags, records that a failing store cannot stop (`ResilientRecorder`), files made
+where they can be (`made`: the output folder, else the spill folder), the end, once,
+whatever ends it (`closing`). What a run does between (evaluate, artifacts, the gradient
+verdict) is `runs.lifecycle`'s, the one owner of every run's lifecycle.
 """
 
 from __future__ import annotations
@@ -21,65 +11,27 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from experiments.tracking.recorder import RunRecorder
+from experiments.core import names, stopping
+from experiments.tracking.recorder import RunRecorder, context_tags
 from experiments.tracking.resilient import ResilientRecorder
 from experiments.tracking.spill import spill_folder
 
-DESCRIPTION_TAG = "mlflow.note.content"
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
-# The run's metrics at its last step that its Logged Model is linked to.
-MODEL_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-# Groups whose choices name a run, in this order (a preset's name replaces them).
-NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
 T = TypeVar("T")
 
 
-class FailureReport(Protocol):
-    """What a run's diagnostics add at its end (see experiments.diagnostics.run)."""
-
-    record: Any  # the DiagnosticsRecord that the gradient verdict reads
-
-    def write_artifacts(self, output_dir: Path) -> list[tuple[Path, str | None]]: ...
-
-    def failure_tags(self) -> dict[str, object]: ...
-
-
-def run_name(choices: dict[str, str], overrides: list[str]) -> str:
-    """`<activation>-<init>-<normalization>-<clipping>-<optimizer>` (or the preset's
-    name), then the command line's overrides that change what the run computes
-    (`model=deep`, `optimizer.learning_rate=0.01`; not `tracking.*` or
-    `training.verbose`): readable in the runs table."""
-    from experiments.tracking.resume import IGNORED_KEYS
-
-    base = choices.get("experiment") or "-".join(choices[g] for g in NAME_GROUPS if g in choices)
-
-    def shown(override: str) -> bool:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key in NAME_GROUPS or key in ("experiment", "hparams_search"):
-            return False
-        return not any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
-
-    extra = [o for o in overrides if shown(o)]
-    name = base if not extra else f"{base} " + ",".join(extra)
-    return name[:250]
-
-
-def interrupted_reason(error: KeyboardInterrupt) -> str:
-    """Ctrl-C raises a KeyboardInterrupt without a message; SIGTERM's names its signal."""
-    return f"interrupted ({str(error) or 'SIGINT'})"
-
-
 class RunSession(ResilientRecorder):
-    """The run's records (see `ResilientRecorder`: none of its calls raises) and its
-    lifecycle: open, end once, end on an error, finish."""
+    """The run's records (see `ResilientRecorder`: none of its calls raises), opened,
+    ended once, ended on an error."""
 
     def __init__(self, recorder: RunRecorder, output_dir: Path):
         super().__init__(recorder, output_dir)
         self.ended = False
         self._system_metrics = None
-        self.verdict = None  # the gradient verdict (experiments.diagnostics.verdict)
+        # The gradient verdict (runs.lifecycle sets it), and what runs just before the end.
+        self.verdict = None
+        self.before_end: Callable[[str], None] | None = None
 
     @classmethod
     def open(
@@ -92,18 +44,10 @@ class RunSession(ResilientRecorder):
         parent_run_id: str | None = None,
         description: str | None = None,
     ) -> RunSession:
-        """The run, with what MLflow's own context resolution says of this process (user,
-        source name and type, git commit), then `tags`, and `description` as its note."""
-        from mlflow.tracking.context.registry import resolve_tags
-
+        """The run, with MLflow's context tags, `tags` and `description` as its note
+        (`recorder.context_tags`)."""
         output_dir.mkdir(parents=True, exist_ok=True)
-        all_tags = resolve_tags({k: str(v) for k, v in tags.items()})
-        # Where MLflow finds no repository (a Ray worker, a job not started from a file of
-        # the checkout), the lab's own reading of the checkout's commit stands in.
-        if GIT_COMMIT_TAG not in all_tags and "git_commit" in tags:
-            all_tags[GIT_COMMIT_TAG] = str(tags["git_commit"])
-        if description:
-            all_tags[DESCRIPTION_TAG] = description
+        all_tags = context_tags(tags, description)
         return cls(
             RunRecorder.start(client, experiment_id, name, all_tags, parent_run_id), output_dir
         )
@@ -125,7 +69,7 @@ class RunSession(ResilientRecorder):
 
         folder = self.made(lambda base: save(model, example, base / "model", self.run_id), "model")
         if folder is not None:
-            self.log_model(folder, step, list(MODEL_METRICS))
+            self.log_model(folder, step, list(names.MODEL_METRICS))
 
     def log_made(self, make: Callable[[Path], list[tuple[Path, str | None]]], what: str) -> None:
         """Files `make` writes in a folder, logged (see `made`)."""
@@ -163,21 +107,16 @@ class RunSession(ResilientRecorder):
         self._system_metrics.start()
 
     def end(self, status: str, reason: str | None = None) -> None:
-        """Ends the run once; a later call (an error after `finish`) changes nothing."""
+        """Ends the run once; a later call (an error after the end) changes nothing.
+        `before_end` (set by the run's owner: runs.lifecycle) runs first, with the
+        status."""
         if not self.ended:
             self.ended = True
             if self._system_metrics is not None:
                 self._system_metrics.finish()
-            if self.verdict is None:  # ended before `finish`: an error, an interrupt
-                from experiments.diagnostics.verdict import unknown
-
-                self.set_verdict(unknown(f"the run ended {status} before it was judged"))
+            if self.before_end is not None:
+                self.before_end(status)
             super().end(status, reason)
-
-    def set_verdict(self, verdict) -> None:
-        """The `gradient_health*` tags, set on every run before it ends."""
-        self.verdict = verdict
-        self.set_tags(verdict.tags())
 
     @contextmanager
     def closing(self, plain: tuple[type[BaseException], ...] = ()) -> Iterator[RunSession]:
@@ -187,7 +126,7 @@ class RunSession(ResilientRecorder):
         try:
             yield self
         except KeyboardInterrupt as e:
-            self.end("KILLED", interrupted_reason(e))
+            self.end("KILLED", stopping.interrupted_reason(e))
             raise
         except plain as e:
             self.end("FAILED", str(e)[:5000])
@@ -195,47 +134,6 @@ class RunSession(ResilientRecorder):
         except BaseException as e:
             self.end("FAILED", f"{type(e).__name__}: {e}"[:5000])
             raise
-
-    def finish(
-        self,
-        model,
-        outcome,
-        data,
-        training,
-        *,
-        history: dict[str, list[float]] | None = None,
-        diagnostics: FailureReport | None = None,
-        save_model: bool = True,
-    ) -> dict[str, float] | None:
-        """Test metrics (None if training exploded), artifacts, then the run's end.
-        `data` holds the test split; `history` defaults to the outcome's own."""
-        from experiments.tracking.artifacts import write_model_artifacts
-        from experiments.training.loop import evaluate
-
-        history = outcome.history if history is None else history
-        last_step = max(len(history.get("loss", [])) - 1, 0)
-        test = None
-        if not outcome.exploded:
-            test = evaluate(model, data.x_test, data.y_test, training)
-            self.log_metrics(test, step=last_step)
-        if diagnostics is not None:
-            self.log_made(diagnostics.write_artifacts, "diagnostics files")
-        self.log_made(
-            lambda folder: write_model_artifacts(model, history, folder), "model summary and plots"
-        )
-        if save_model and not outcome.exploded:
-            self.log_trained_model(model, data.x_test, last_step)
-        from experiments.diagnostics.verdict import judge
-
-        record = diagnostics.record if diagnostics is not None else None
-        self.set_verdict(judge(record, outcome.failed_epoch, outcome.reason))
-        if outcome.exploded:
-            failure_tags = diagnostics.failure_tags() if diagnostics is not None else {}
-            self.set_tags({"failed_epoch": outcome.failed_epoch, **failure_tags})
-            self.end("FAILED", outcome.reason)
-        else:
-            self.end("FINISHED")
-        return test
 
 
 def _leaving_nothing_on_failure(make: Callable[[Path], T], folder: Path) -> T:

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from experiments.core import names
 from experiments.tracking.server import server_env
 
 DEFAULT_PORT = 5000
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--backend-store-uri", default=None, help="default: ./mlflow.db")
-    parser.add_argument("--experiment", default="gradient-lab")
+    parser.add_argument("--experiment", default=names.DEFAULT_EXPERIMENT)
     parser.add_argument("--workers", type=int, default=WORKERS)
     args = parser.parse_args(argv)
     store = tracking_uri(args.backend_store_uri, Path.cwd())

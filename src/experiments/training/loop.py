@@ -11,12 +11,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from experiments.config.schema import Config, TrainingConfig
+from experiments.core import names
 from experiments.data import Splits
-from experiments.training.optimizers import make_optimizer
-from experiments.training.schedules import RunSteps, make_schedule
-
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+from experiments.models.activations import ActivationConfig
+from experiments.models.blocks import build_model
+from experiments.models.initializers import InitConfig
+from experiments.models.normalization import NormalizationConfig
+from experiments.models.settings import ModelConfig
+from experiments.training.optimizers import ClippingConfig, OptimizerConfig, make_optimizer
+from experiments.training.schedules import RunSteps, ScheduleConfig, make_schedule
+from experiments.training.settings import TrainingConfig
 
 
 def seed_everything(seed: int) -> None:
@@ -49,35 +53,42 @@ def run_steps(train_size: int, training: TrainingConfig, epochs: int) -> RunStep
 
 
 def scheduled_optimizer(
-    cfg: Config, steps: RunSteps, learning_rate: float | None = None
+    optimizer: OptimizerConfig,
+    clipping: ClippingConfig,
+    schedule: ScheduleConfig,
+    steps: RunSteps,
+    learning_rate: float | None = None,
 ) -> tuple[keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
-    """The config's optimizer with its rate schedule over `steps` (from `learning_rate`,
-    else the config's), and the callbacks the schedule needs during `fit`."""
-    rate = cfg.optimizer.learning_rate if learning_rate is None else learning_rate
-    schedule = make_schedule(cfg.schedule, rate, steps)
-    return make_optimizer(cfg.optimizer, cfg.clipping, schedule.learning_rate), schedule.callbacks
+    """The optimizer with its clipping and its rate schedule over `steps` (from
+    `learning_rate`, else the optimizer's), and the callbacks the schedule needs during
+    `fit`."""
+    rate = optimizer.learning_rate if learning_rate is None else learning_rate
+    scheduled = make_schedule(schedule, rate, steps)
+    return make_optimizer(optimizer, clipping, scheduled.learning_rate), scheduled.callbacks
 
 
 def compiled_model(
-    cfg: Config, splits: Splits
+    splits: Splits,
+    *,
+    model: ModelConfig,
+    init: InitConfig,
+    activation: ActivationConfig,
+    normalization: NormalizationConfig,
+    optimizer: OptimizerConfig,
+    clipping: ClippingConfig,
+    schedule: ScheduleConfig,
+    training: TrainingConfig,
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
-    """The run's model from its config groups, seeded first, compiled with its optimizer;
-    also the callbacks its learning-rate schedule needs during `fit`."""
-    from experiments.models.blocks import build_model
-
-    seed_everything(cfg.training.seed)
-    model = build_model(
-        cfg.model,
-        cfg.init,
-        cfg.activation,
-        cfg.normalization,
-        splits.input_shape,
-        splits.num_classes,
+    """The run's model from its groups, seeded first, compiled with its optimizer; also
+    the callbacks its learning-rate schedule needs during `fit`."""
+    seed_everything(training.seed)
+    net = build_model(
+        model, init, activation, normalization, splits.input_shape, splits.num_classes
     )
-    steps = run_steps(len(splits.y_train), cfg.training, cfg.training.epochs)
-    optimizer, callbacks = scheduled_optimizer(cfg, steps)
-    compile_model(model, optimizer, cfg.training)
-    return model, optimizer, callbacks
+    steps = run_steps(len(splits.y_train), training, training.epochs)
+    keras_optimizer, callbacks = scheduled_optimizer(optimizer, clipping, schedule, steps)
+    compile_model(net, keras_optimizer, training)
+    return net, keras_optimizer, callbacks
 
 
 def optimizer_params(optimizer: keras.optimizers.Optimizer) -> dict[str, object]:
@@ -134,7 +145,7 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + self.step_offset
-        values = {k: float(v) for k, v in (logs or {}).items() if k in EPOCH_METRICS}
+        values = {k: float(v) for k, v in (logs or {}).items() if k in names.EPOCH_METRICS}
         values["epoch_seconds"] = time.perf_counter() - self._started
         values["lr"] = self._rate
         self.log_metrics(values, step)

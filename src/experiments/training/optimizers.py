@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 
 CLIPPINGS = Options("clipping")
 

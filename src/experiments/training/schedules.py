@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 
 
 @dataclass

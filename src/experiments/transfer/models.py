@@ -1,4 +1,4 @@
-"""The study's three models: model A (the config's net on task A), baseline B (the same
+"""The study's three models: model A (the config's net on task A, `models.blocks.build_model`), baseline B (the same
 hidden stack from scratch under one sigmoid unit) and B on A (a copy of model A's
 hidden stack under one sigmoid unit), and the freezing of B on A's reused layers."""
 
@@ -7,26 +7,29 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from experiments.config.schema import Config
-from experiments.models.blocks import build_model, hidden_stack
+from experiments.models.activations import ActivationConfig
+from experiments.models.blocks import hidden_stack
+from experiments.models.initializers import InitConfig
 from experiments.models.monitored import MonitoredSequential
 from experiments.models.naming import block_of_layer
+from experiments.models.normalization import NormalizationConfig
+from experiments.models.settings import ModelConfig
 from experiments.transfer.options import first_unfrozen_block
-
-
-def build_model_a(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    return build_model(
-        cfg.model, cfg.init, cfg.activation, cfg.normalization, input_shape, num_classes
-    )
 
 
 def binary_output() -> keras.layers.Layer:
     return keras.layers.Dense(1, activation="sigmoid", name="output")
 
 
-def build_baseline_b(cfg: Config, input_shape: tuple[int, ...]) -> keras.Model:
+def build_baseline_b(
+    model: ModelConfig,
+    init: InitConfig,
+    activation: ActivationConfig,
+    normalization: NormalizationConfig,
+    input_shape: tuple[int, ...],
+) -> keras.Model:
     """Model A's hidden stack, from scratch, under one sigmoid unit."""
-    stack = hidden_stack(cfg.model.hidden_sizes(), cfg.init, cfg.activation, cfg.normalization)
+    stack = hidden_stack(model.hidden_sizes(), init, activation, normalization)
     return MonitoredSequential(
         [
             keras.Input(shape=input_shape, name="image"),

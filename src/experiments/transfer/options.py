@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.config.registry import Options
+from experiments.core.options import Options
 from experiments.models.naming import parse_layer_name
 
 TRANSFERS = Options("transfer")

@@ -22,8 +22,9 @@ import keras
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from experiments.core import names
 from experiments.tracking.logged_model import model_of_run
-from experiments.transfer.tasks import MODEL_A_TAG, TransferError
+from experiments.transfer.tasks import TransferError
 
 # Where runs recorded before models were Logged Models kept model A.
 LEGACY_ARTIFACT = "model/model.keras"
@@ -83,7 +84,7 @@ def _from_run(client: MlflowClient, run_id: str, dst_dir: Path, key: str) -> tup
         raise TransferError(f"{key}: no such run in {client.tracking_uri}") from None
     if run.info.lifecycle_stage == "deleted":
         raise TransferError(f"{key}: the run is deleted in {client.tracking_uri}")
-    holder = run.data.tags.get(MODEL_A_TAG, run_id)
+    holder = run.data.tags.get(names.MODEL_A_TAG, run_id)
     model_id = model_of_run(client, holder)
     if model_id is not None:
         return _download_model(client, model_id, dst_dir, key), holder, f"logged model {model_id}"

@@ -5,7 +5,7 @@ task with a few training images. Model A learns task A; model B learns task B fr
 scratch (the baseline); model B on A reuses a copy of model A's hidden stack, first
 frozen, then unfrozen. The study is one MLflow run holding three nested runs,
 `pretrain_A`, `baseline_B` and `B_on_A`, and the comparison of the two B models; every
-one of them goes through the same run lifecycle as any run (`tracking.session`). The
+one of them goes through the same run lifecycle as any run (`runs.lifecycle`). The
 study's own run carries the most severe of its phases' gradient verdicts.
 """
 
@@ -16,27 +16,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import keras
 
-from experiments.config.schema import Config
+from experiments.core import names
 from experiments.data import Splits
 from experiments.diagnostics.run import RunDiagnostics
+from experiments.diagnostics.settings import DiagnosticsConfig
 from experiments.diagnostics.verdict import Verdict, combine
-from experiments.tracking.resume import GROUP_TAG
+from experiments.models.activations import ActivationConfig
+from experiments.models.blocks import build_model
+from experiments.models.initializers import InitConfig
+from experiments.models.normalization import NormalizationConfig
+from experiments.models.settings import ModelConfig
+from experiments.runs import lifecycle
+from experiments.tracking.orphans import process_tags
 from experiments.tracking.session import RunSession
+from experiments.tracking.settings import TrackingConfig
 from experiments.training import loop as training
-from experiments.training.optimizers import make_optimizer
+from experiments.training.optimizers import ClippingConfig, OptimizerConfig, make_optimizer
+from experiments.training.schedules import ScheduleConfig
+from experiments.training.settings import TrainingConfig
 from experiments.transfer.models import (
     build_b_on_a,
     build_baseline_b,
-    build_model_a,
     count_trainable,
     set_reused_trainable,
     weights_untouched,
 )
-from experiments.transfer.options import model_a_source
-from experiments.transfer.tasks import MODEL_A_TAG, STUDY_TAG, Tasks, split_tasks
+from experiments.transfer.options import TransferConfig, model_a_source
+from experiments.transfer.tasks import Tasks, split_tasks
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +56,30 @@ DESCRIPTIONS = {
     BASELINE: "Model B from scratch on task B (two classes, few images): the baseline.",
     B_ON_A: "Model B on a copy of model A's hidden layers: first frozen, then fine-tuned.",
 }
-# Per-epoch metric of B_on_A: 0 while the reused layers are frozen, 1 once unfrozen.
-PHASE_METRIC = "reused_layers_trainable"
-_COPIED_TAGS = ("seed", "git_commit", "mlflow.source.git.commit", GROUP_TAG)
+_COPIED_TAGS = (
+    names.SEED_TAG,
+    names.GIT_COMMIT_TAG,
+    names.MLFLOW_GIT_COMMIT_TAG,
+    names.GROUP_TAG,
+)
+
+
+class StudyConfig(Protocol):
+    """The groups the study reads: every one that builds, trains and records a model, as
+    the job's config holds them (config.schema.Config)."""
+
+    data: object
+    model: ModelConfig
+    init: InitConfig
+    activation: ActivationConfig
+    normalization: NormalizationConfig
+    clipping: ClippingConfig
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    training: TrainingConfig
+    tracking: TrackingConfig
+    transfer: TransferConfig
+    diagnostics: DiagnosticsConfig
 
 
 def error_rate_ratio(accuracy_baseline: float, accuracy_transfer: float) -> float | None:
@@ -70,14 +101,16 @@ class Result:
 class Study:
     """The three nested runs of one study, under the study's own run."""
 
-    def __init__(self, cfg: Config, parent: RunSession, output_dir: Path):
+    def __init__(self, cfg: StudyConfig, parent: RunSession, output_dir: Path):
         self.cfg = cfg
         self.parent = parent
         self.output_dir = output_dir
         run = parent.client.get_run(parent.run_id)
         self.experiment_id = run.info.experiment_id
         self.tags = {
-            k: v for k, v in run.data.tags.items() if k.startswith("choice.") or k in _COPIED_TAGS
+            k: v
+            for k, v in run.data.tags.items()
+            if k.startswith(names.CHOICE_TAG_PREFIX) or k in _COPIED_TAGS
         }
         self._diagnostics: dict[str, RunDiagnostics] = {}  # run id -> its probe, across phases
         self.verdicts: dict[str, Verdict] = {}  # nested run name -> its gradient verdict
@@ -87,13 +120,10 @@ class Study:
         """A nested run training on `data` (task A or B); an error inside ends it FAILED
         (KILLED on interrupt), then rises. Its configuration (`group_hash`) is the
         study's and its phase: seeds of one phase group together, phases apart."""
-        from experiments.tracking.datasets import source_of
-        from experiments.tracking.orphans import process_tags
-
-        tags = self.tags | {"study_phase": name} | process_tags()
-        if GROUP_TAG in tags:
-            tags[GROUP_TAG] = f"{tags[GROUP_TAG]}/{name}"
-        session = RunSession.open(
+        tags = self.tags | {names.STUDY_PHASE_TAG: name} | process_tags()
+        if names.GROUP_TAG in tags:
+            tags[names.GROUP_TAG] = f"{tags[names.GROUP_TAG]}/{name}"
+        session = lifecycle.open_run(
             self.parent.client,
             self.experiment_id,
             name,
@@ -104,9 +134,7 @@ class Study:
         )
         self.parent.set_tags({f"run_id.{name}": session.run_id})
         with session.closing():
-            session.log_splits(
-                data, f"{self.cfg.data.name.value}-{task}", source_of(self.cfg.data, data.folder)
-            )
+            lifecycle.log_data(session, data, self.cfg.data, f"{self.cfg.data.name.value}-{task}")
             yield session
         if session.verdict is not None:
             self.verdicts[name] = session.verdict
@@ -127,7 +155,10 @@ class Study:
         """Compile with a fresh optimizer (params logged under `<phase>.`), its rate
         schedule over this phase's epochs, then fit; steps continue from `step_offset`."""
         steps = training.run_steps(len(splits.y_train), self.cfg.training, epochs)
-        optimizer, schedule_callbacks = training.scheduled_optimizer(self.cfg, steps, learning_rate)
+        cfg = self.cfg
+        optimizer, schedule_callbacks = training.scheduled_optimizer(
+            cfg.optimizer, cfg.clipping, cfg.schedule, steps, learning_rate
+        )
         training.compile_model(model, optimizer, self.cfg.training, loss=loss)
         params = {
             f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()
@@ -187,7 +218,8 @@ class Study:
         save_model: bool,
     ) -> dict[str, float] | None:
         """Test metrics and artifacts, then the run's end; None if training exploded."""
-        return session.finish(
+        return lifecycle.finish(
+            session,
             model,
             outcome,
             tasks_split,
@@ -263,12 +295,12 @@ def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
             from experiments.transfer.source import load_model_a
 
             key, value = source
-            expected = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
+            expected = _model_a(cfg, tasks)
             model_a, holder = load_model_a(
                 study.parent.client, value, expected, session.output_dir, f"{key}={value}"
             )
             session.set_tags(
-                {"source_run_id": holder, "model_A_source": value, MODEL_A_TAG: holder}
+                {"source_run_id": holder, "model_A_source": value, names.MODEL_A_TAG: holder}
             )
             # Loaded uncompiled; compiled here only to be evaluated on task A.
             training.compile_model(
@@ -278,7 +310,7 @@ def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
             test = study.finish(session, model_a, tasks.a, {}, outcome, False)
             return model_a, holder, Result(test, {}, outcome)
         training.seed_everything(cfg.training.seed)
-        model_a = build_model_a(cfg, tasks.a.input_shape, len(tasks.a_classes))
+        model_a = _model_a(cfg, tasks)
         result = _fit_and_finish(
             study,
             session,
@@ -293,11 +325,25 @@ def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
         return model_a, session.run_id, result
 
 
+def _model_a(cfg: StudyConfig, tasks: Tasks) -> keras.Model:
+    """The config's net, with task A's input and classes."""
+    return build_model(
+        cfg.model,
+        cfg.init,
+        cfg.activation,
+        cfg.normalization,
+        tasks.a.input_shape,
+        len(tasks.a_classes),
+    )
+
+
 def baseline_b(study: Study, tasks: Tasks) -> Result:
     cfg = study.cfg
     with study.child(BASELINE, tasks.b, "task_b") as session:
         training.seed_everything(cfg.training.seed)
-        model = build_baseline_b(cfg, tasks.b.input_shape)
+        model = build_baseline_b(
+            cfg.model, cfg.init, cfg.activation, cfg.normalization, tasks.b.input_shape
+        )
         return _fit_and_finish(
             study,
             session,
@@ -318,7 +364,7 @@ def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Res
         training.seed_everything(cfg.training.seed)
         weights_a = [w.copy() for w in model_a.get_weights()]
         model = build_b_on_a(model_a)
-        session.set_tags({MODEL_A_TAG: holder, "phase_change_step": t.freeze_epochs})
+        session.set_tags({names.MODEL_A_TAG: holder, "phase_change_step": t.freeze_epochs})
         phases: list[training.Outcome] = []
         if t.freeze_epochs:
             set_reused_trainable(model, "freeze")
@@ -330,7 +376,7 @@ def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Res
                     "freeze",
                     epochs=t.freeze_epochs,
                     loss="binary_crossentropy",
-                    extra_metrics={PHASE_METRIC: 0.0},
+                    extra_metrics={names.PHASE_METRIC: 0.0},
                 )
             )
         if t.finetune_epochs and not (phases and phases[-1].exploded):
@@ -345,7 +391,7 @@ def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Res
                     loss="binary_crossentropy",
                     learning_rate=t.finetune_learning_rate,
                     step_offset=t.freeze_epochs,
-                    extra_metrics={PHASE_METRIC: 1.0},
+                    extra_metrics={names.PHASE_METRIC: 1.0},
                 )
             )
         history = _concat(*(p.history for p in phases))
@@ -358,12 +404,12 @@ def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Res
         return Result(test, history, phases[-1])
 
 
-def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
+def run_study(cfg: StudyConfig, splits: Splits, parent: RunSession) -> float | None:
     """The whole study under `parent` (the job's run, which this ends unless an error
     escapes). Returns B on A's final validation accuracy, None if a phase exploded."""
     t = cfg.transfer
     tasks = split_tasks(splits, list(t.task_b_classes), t.train_size_b)
-    parent.set_tags({STUDY_TAG: "true"})
+    parent.set_tags({names.TRANSFER_STUDY_TAG: "true"})
     parent.log_params(
         {
             "task_a.classes": tasks.a_classes,
@@ -378,7 +424,7 @@ def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
     model_a, holder, pretrain = pretrain_a(study, tasks)
     if pretrain.test is None:
         return _exploded(study, PRETRAIN, pretrain.outcome)
-    parent.set_tags({MODEL_A_TAG: holder})
+    parent.set_tags({names.MODEL_A_TAG: holder})
     parent.log_metrics({"test_accuracy_A": pretrain.test["test_accuracy"]})
     baseline = baseline_b(study, tasks)
     if baseline.test is None:
@@ -405,8 +451,7 @@ def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
     parent.log_artifact(
         compare_curves(baseline.history, transfer.history, t.freeze_epochs, plot), "plots"
     )
-    parent.set_verdict(combine(study.verdicts))
-    parent.end("FINISHED")
+    lifecycle.end_judged(parent, combine(study.verdicts), "FINISHED")
     log.info(
         "test accuracy on task B: baseline %.4f, B on A %.4f; error rate ratio %s (run %s)",
         accuracy_baseline,
@@ -420,8 +465,7 @@ def run_study(cfg: Config, splits: Splits, parent: RunSession) -> float | None:
 def _exploded(study: Study, phase: str, outcome: training.Outcome) -> None:
     """A phase stopped on a non-finite value: the study ends FAILED, saying which."""
     parent = study.parent
-    parent.set_verdict(combine(study.verdicts))
     parent.set_tags({"failed_phase": phase})
-    parent.end("FAILED", f"{phase}: {outcome.reason}")
+    lifecycle.end_judged(parent, combine(study.verdicts), "FAILED", f"{phase}: {outcome.reason}")
     log.error("%s stopped: %s; study run %s ends FAILED", phase, outcome.reason, parent.run_id)
     return None

@@ -13,12 +13,6 @@ import numpy as np
 
 from experiments.data import Splits
 
-# On a study's own run: its nested runs (pretrain_A, baseline_B, B_on_A) hold the training.
-STUDY_TAG = "transfer_study"
-# On the study run and B_on_A: the run whose Logged Model is model A, so that
-# transfer.source_run_id may name the study run itself.
-MODEL_A_TAG = "model_A_run_id"
-
 
 class TransferError(RuntimeError):
     """The study cannot run as configured (source run, data); the message is one line."""

@@ -1,0 +1,108 @@
+"""Where and how one job runs, read from Hydra once: its folders, the config choices and
+overrides that name it, its sweep's parent run, its share of the CPU when jobs run side
+by side, where a launcher placed it, and the Optuna trial it is. Everything a run learns
+of the sweep around it comes through here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from experiments.core import names
+from experiments.core.digest import is_ignored
+from experiments.sweeps import parallelism
+from hydra_plugins.gradlab_optuna_sweeper.job import JobTrial
+
+if TYPE_CHECKING:
+    from experiments.sweeps.pruning import TrialReporter
+
+# Groups whose choices name a run, in this order (a preset's name replaces them).
+NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
+
+
+@dataclass
+class Job:
+    launch_dir: Path
+    output_dir: Path
+    choices: dict[str, str] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    parent_run_id: str | None = None
+    # TensorFlow threads of this job when several run side by side (sweeps.parallelism).
+    threads: int | None = None
+    # Where the launcher placed it beyond its host (the Ray node), as tags.
+    placement: dict[str, str] = field(default_factory=dict)
+    # The Optuna trial this job is, and the search's pruner config; None outside a search.
+    trial: JobTrial | None = None
+    pruner: Any = None
+
+    @classmethod
+    def from_hydra(cls) -> Job:
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        return cls(
+            launch_dir=Path(hc.runtime.cwd),
+            output_dir=Path(hc.runtime.output_dir),
+            choices={
+                k: str(v)
+                for k, v in hc.runtime.choices.items()
+                if not k.startswith("hydra/") and v is not None
+            },
+            overrides=list(hc.overrides.task),
+            multirun=multirun,
+            parent_run_id=os.environ.get(names.SWEEP_PARENT_ENV) if multirun else None,
+            threads=parallelism.share_for_launcher(hc.launcher),
+            placement=parallelism.placement_tags(),
+            trial=JobTrial.from_env_set(hc.job.get("env_set")),
+            pruner=hc.sweeper.get("pruner"),
+        )
+
+    @property
+    def run_name(self) -> str:
+        """`<activation>-<init>-<normalization>-<clipping>-<optimizer>` (or the preset's
+        name), then the command line's overrides that change what the run computes
+        (`model=deep`, `optimizer.learning_rate=0.01`; not `tracking.*` or
+        `training.verbose`): readable in the runs table."""
+        choices = self.choices
+        base = choices.get("experiment") or "-".join(
+            choices[g] for g in NAME_GROUPS if g in choices
+        )
+
+        def shown(override: str) -> bool:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key in NAME_GROUPS or key in ("experiment", "hparams_search"):
+                return False
+            return not is_ignored(key)
+
+        extra = [o for o in self.overrides if shown(o)]
+        name = base if not extra else f"{base} " + ",".join(extra)
+        return name[:250]
+
+    def tags(self) -> dict[str, str]:
+        """What the job says of itself on its run: its choices, its folder (on the
+        `host` of tracking.orphans.process_tags), where it was placed, its trial."""
+        tags = {f"{names.CHOICE_TAG_PREFIX}{g}": option for g, option in self.choices.items()}
+        tags[names.OUTPUT_DIR_TAG] = str(self.output_dir)
+        if self.trial is not None:
+            tags[names.OPTUNA_STUDY_TAG] = self.trial.study_name
+            tags[names.OPTUNA_TRIAL_TAG] = str(self.trial.number)
+        return tags | self.placement
+
+    def start_tensorflow(self) -> dict[str, str]:
+        """TensorFlow, started with this job's share of threads; its pool sizes as tags."""
+        return parallelism.start_tensorflow(self.threads)
+
+    def trial_reporter(self) -> TrialReporter | None:
+        """The Keras callback that reports to this job's trial; None outside a search."""
+        if self.trial is None:
+            return None
+        # Keras (the reporter is a Keras callback): imported once training is sure.
+        from experiments.sweeps.pruning import TrialReporter
+
+        return TrialReporter.open(self.trial, self.pruner)

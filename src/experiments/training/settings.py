@@ -1,0 +1,20 @@
+"""The `training` group's schema (conf/training/*.yaml), used by `training.loop`. Kept
+apart from the loop because config-only commands import the schema and not Keras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 42
+    # Speed settings: results depend on none of them.
+    steps_per_execution: int = 50
+    eval_batch_size: int = 1024
+    jit_compile: bool = False
+    # Cap on steps per epoch, for smoke runs on the real data; null means a full epoch.
+    steps_per_epoch: int | None = None
+    verbose: int = 2
