@@ -7,8 +7,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.report import claims, compare, figures
+from experiments.report import chapter_figures, claims, compare, figures
 from experiments.report import html as page
+from experiments.report.chapter import Chapter, read_chapter
+from experiments.report.chapter import title as chapter_title
+from experiments.report.chapter_page import anchor, summary_lines, write_chapter_page
 from experiments.report.data import ReportError, RunSummary, Selection, select_runs
 from experiments.report.groups import (
     COMPARISON_COLUMNS,
@@ -19,6 +22,10 @@ from experiments.report.groups import (
 
 log = logging.getLogger(__name__)
 SWEEP_REPORT_ARTIFACTS = "report"
+# A two-factor matrix is drawn when at least this share of its cells holds runs: two
+# factors that were not crossed (presets that each set their own activation) would fill
+# a grid with "no run".
+CROSSED_SHARE = 0.5
 
 
 @dataclass
@@ -34,11 +41,20 @@ class Report:
     comparisons_csv: Path
 
 
+def crossed(found: dict[str, compare.Matrix]) -> dict[str, compare.Matrix]:
+    """The matrices whose two factors were crossed: most cells hold runs."""
+    return {name: m for name, m in found.items() if (m.runs > 0).mean() >= CROSSED_SHARE}
+
+
 def build_report(selection: Selection, out_dir: Path, title: str | None = None) -> Report:
     """Figures, runs.csv, groups.csv, comparisons.csv and report.html of the selected
-    runs, written into out_dir."""
+    runs, written into out_dir. A sweep of presets gets the chapter's page, with its own
+    title; any other selection the factorial page."""
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = selection.runs
+    chapter = read_chapter(runs)
+    if chapter is not None:
+        return build_chapter_report(selection, chapter, out_dir)
     differences = compare.find_differences(runs)
     factors = differences.factors
     styles = figures.RunStyles(runs, factors)
@@ -61,18 +77,15 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
             "No run carries gradient diagnostics (diagnostics/diagnostics.json or grad/* "
             "metrics): no profiles over depth, no depth_ratio."
         )
-    matrices = compare.matrices(runs, factors)
-    if matrices:
-        written["matrix_val_accuracy"] = figures.matrix_figure(
-            [matrices["val_accuracy"]], out_dir / "matrix_val_accuracy.png"
-        )
-        ratio = [m for name, m in matrices.items() if name.startswith("depth_ratio")]
-        if ratio:
-            written["matrix_depth_ratio"] = figures.matrix_figure(
-                ratio, out_dir / "matrix_depth_ratio.png"
-            )
-    elif len(factors) < 2:
+    matrices = crossed(compare.matrices(runs, factors))
+    written |= _matrix_figures(matrices, out_dir)
+    if len(factors) < 2:
         notes.append("Fewer than two factors vary: no two-factor matrix.")
+    elif not matrices:
+        notes.append(
+            f"{factors[0].key} and {factors[1].key} were not crossed (most of their "
+            "combinations have no run): no two-factor matrix."
+        )
 
     cols = page.columns(runs, factors)
     csv_path = page.write_csv(runs, cols, out_dir / "runs.csv")
@@ -94,6 +107,73 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
         notes,
         styles.describe(),
         stats,
+    )
+    return Report(
+        html, csv_path, written, matrices, lines, runs, stats, groups_csv, comparisons_csv
+    )
+
+
+def _matrix_figures(matrices: dict[str, compare.Matrix], out_dir: Path) -> dict[str, Path]:
+    if not matrices:
+        return {}
+    written = {
+        "matrix_val_accuracy": figures.matrix_figure(
+            [matrices["val_accuracy"]], out_dir / "matrix_val_accuracy.png"
+        )
+    }
+    ratio = [m for name, m in matrices.items() if name.startswith("depth_ratio")]
+    if ratio:
+        written["matrix_depth_ratio"] = figures.matrix_figure(
+            ratio, out_dir / "matrix_depth_ratio.png"
+        )
+    return written
+
+
+def build_chapter_report(selection: Selection, chapter: Chapter, out_dir: Path) -> Report:
+    """The page of a sweep of presets (report.chapter_page); runs.csv has a column for
+    every group and param that differs, the page only the preset."""
+    runs = selection.runs
+    differences = compare.find_differences(runs)
+    written = {
+        anchor(section): chapter_figures.section_figure(
+            presets, out_dir / f"section_{anchor(section)}.png"
+        )
+        for section, presets in chapter.sections()
+    }
+    matrices = crossed(compare.matrices(runs, differences.factors))
+    written |= _matrix_figures(matrices, out_dir)
+    notes = []
+    if not any(run.diagnostics for run in runs):
+        notes.append(
+            "No run carries gradient diagnostics (diagnostics/diagnostics.json or grad/* "
+            "metrics): no profiles over depth, no depth_ratio."
+        )
+    stats = chapter.statistics
+    csv_path = page.write_csv(
+        runs, page.columns(runs, differences.factors + differences.derived), out_dir / "runs.csv"
+    )
+    groups_csv = page.write_rows(out_dir / "groups.csv", GROUP_COLUMNS, stats.group_rows())
+    comparisons_csv = page.write_rows(
+        out_dir / "comparisons.csv", COMPARISON_COLUMNS, stats.comparison_rows()
+    )
+    lines = summary_lines(chapter, runs)
+    source = (
+        f"Sweep {selection.parent_run_id} in experiment '{selection.experiment}'."
+        if selection.parent_run_id
+        else f"Runs of {selection.source}."
+    )
+    html = write_chapter_page(
+        out_dir / "report.html",
+        chapter_title(chapter, selection.experiment),
+        source,
+        chapter,
+        lines,
+        written,
+        matrices,
+        differences,
+        runs,
+        page.columns(runs, [chapter.factor]),
+        notes,
     )
     return Report(
         html, csv_path, written, matrices, lines, runs, stats, groups_csv, comparisons_csv

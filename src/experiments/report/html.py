@@ -141,7 +141,7 @@ def write_csv(runs: list[RunSummary], cols: list[Column], path: Path) -> Path:
     return path
 
 
-def _runs_table(runs: list[RunSummary], cols: list[Column]) -> str:
+def runs_table(runs: list[RunSummary], cols: list[Column]) -> str:
     head = "".join(
         f'<th class="{"text" if c.text else ""} {"varies" if c.varies else ""}">'
         f"{escape(c.title)}</th>"
@@ -176,11 +176,16 @@ def _cells(values: list[str], header: bool = False) -> str:
     return "".join(f"<{tag}>{escape(v)}</{tag}>" for v in values)
 
 
-def _interval(low: float, high: float) -> str:
+def interval(low: float, high: float) -> str:
     return "" if not math.isfinite(low) else f"{number(low)} to {number(high)}"
 
 
-def _groups_table(stats: Statistics) -> str:
+def _spread(std: float) -> str:
+    """A single run has no spread: its cell stays empty rather than reading `nan`."""
+    return number(std) if math.isfinite(std) else ""
+
+
+def groups_table(stats: Statistics) -> str:
     """One row per configuration: its runs and seeds, each metric's mean, std and 95%
     interval (as groups.csv has them) and its runs' gradient verdicts."""
     metrics = list(dict.fromkeys(m for g in stats.groups for m in g.summaries))
@@ -197,7 +202,7 @@ def _groups_table(stats: Statistics) -> str:
         for metric in metrics:
             s = g.summaries.get(metric)
             cells += (
-                [str(s.n), number(s.mean), number(s.std), _interval(s.ci_low, s.ci_high)]
+                [str(s.n), number(s.mean), _spread(s.std), interval(s.ci_low, s.ci_high)]
                 if s
                 else ["", "", "", ""]
             )
@@ -209,14 +214,14 @@ def _groups_table(stats: Statistics) -> str:
     )
 
 
-def _comparisons_table(stats: Statistics) -> str:
+def comparisons_table(stats: Statistics) -> str:
     head = ["a", "b", "factor", "metric", "diff (a - b)", "95% CI", "test", "runs (a vs b)",
             "p", "p (Holm)", "significant", "seeds for 80% power"]  # fmt: skip
     rows = []
     for c in stats.comparisons:
         t = c.test
         test = f"{t.name} ({t.unpaired_because})" if t.unpaired_because else t.name
-        cells = [c.a, c.b, c.factor, c.metric, number(t.diff), _interval(t.ci_low, t.ci_high),
+        cells = [c.a, c.b, c.factor, c.metric, number(t.diff), interval(t.ci_low, t.ci_high),
                  test, f"{t.n_a} vs {t.n_b}", f"{t.p_value:.3g}", f"{c.p_adjusted:.3g}",
                  "yes" if c.significant else "no", str(c.seeds_needed or "")]  # fmt: skip
         css = "significant" if c.significant else ""
@@ -227,7 +232,7 @@ def _comparisons_table(stats: Statistics) -> str:
     )
 
 
-def _matrix_table(name: str, matrix: Matrix) -> str:
+def matrix_table(name: str, matrix: Matrix) -> str:
     head = "".join(f"<th>{escape(matrix.cols.label(v))}</th>" for v in matrix.cols.values)
     rows = []
     for i, value in enumerate(matrix.rows.values):
@@ -246,7 +251,7 @@ def _matrix_table(name: str, matrix: Matrix) -> str:
     )
 
 
-def _figure(name: str, path: Path, extra: str = "") -> str:
+def figure_html(name: str, path: Path, extra: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     caption = " ".join(filter(None, [FIGURE_CAPTIONS.get(name, ""), extra]))
     return (
@@ -280,19 +285,19 @@ def write_page(
     parts += [f"<p><em>{escape(note)}</em></p>" for note in notes]
     for name, figure_path in figures.items():
         if not name.startswith("matrix_"):
-            parts.append(_figure(name, figure_path, legend))
+            parts.append(figure_html(name, figure_path, legend))
     if stats is not None and stats.groups:
         parts.append(f"<h2>Configurations ({len(stats.groups)}): groups.csv</h2>")
-        parts.append(_groups_table(stats))
+        parts.append(groups_table(stats))
     if stats is not None and stats.comparisons:
         parts.append(f"<h2>Comparisons ({len(stats.comparisons)}): comparisons.csv</h2>")
-        parts.append(_comparisons_table(stats))
+        parts.append(comparisons_table(stats))
     if matrices:
         parts.append("<h2>Two-factor matrices</h2>")
-        parts += [_figure(n, p) for n, p in figures.items() if n.startswith("matrix_")]
-        parts += [_matrix_table(name, matrix) for name, matrix in matrices.items()]
+        parts += [figure_html(n, p) for n, p in figures.items() if n.startswith("matrix_")]
+        parts += [matrix_table(name, matrix) for name, matrix in matrices.items()]
     parts.append(f"<h2>Runs ({len(runs)})</h2>")
-    parts.append(_runs_table(runs, cols))
+    parts.append(runs_table(runs, cols))
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
