@@ -34,6 +34,8 @@ body { max-width: 1240px; }
 p.source { color: #555; }
 table.presets { width: 100%; font-size: 0.9em; }
 table.presets td.purpose { text-align: left; }
+table.presets td { white-space: nowrap; }
+table.presets td.purpose { white-space: normal; }
 table.presets tr.section th { text-align: left; background: #e3ebf6; font-size: 1.05em; }
 table.presets td.preset { text-align: left; font-weight: 600; white-space: nowrap; }
 small, .small { color: #666; font-size: 0.85em; }
@@ -70,7 +72,8 @@ def _accuracy(group: Group, metric: str) -> str:
         return "—"
     if s.n == 1 or not math.isfinite(s.ci_low):
         return f"{s.mean:.4f}<br><small>1 seed</small>"
-    return f"{s.mean:.4f}<br><small>{s.ci_low:.4f} to {s.ci_high:.4f}, {s.n} seeds</small>"
+    # Three decimals and a dash keep the interval on one line of a narrow column.
+    return f"{s.mean:.4f}<br><small>95% CI {s.ci_low:.3f}–{s.ci_high:.3f}, {s.n} seeds</small>"
 
 
 def _ratio(value: float | None) -> str:
