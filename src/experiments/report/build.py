@@ -9,8 +9,7 @@ from pathlib import Path
 
 from experiments.report import chapter_figures, claims, compare, figures
 from experiments.report import html as page
-from experiments.report.chapter import Chapter, read_chapter
-from experiments.report.chapter import title as chapter_title
+from experiments.report.chapter import Chapter, page_title, read_chapter
 from experiments.report.chapter_page import anchor, summary_lines, write_chapter_page
 from experiments.report.data import ReportError, RunSummary, Selection, select_runs
 from experiments.report.groups import (
@@ -164,7 +163,7 @@ def build_chapter_report(selection: Selection, chapter: Chapter, out_dir: Path) 
     )
     html = write_chapter_page(
         out_dir / "report.html",
-        chapter_title(chapter, selection.experiment),
+        page_title(chapter, selection.experiment),
         source,
         chapter,
         lines,

@@ -230,7 +230,7 @@ def epochs_of(run: RunSummary) -> int | None:
     return int(text) if text.isdigit() else (run.epochs or None)
 
 
-def title(chapter: Chapter, experiment: str) -> str:
+def page_title(chapter: Chapter, experiment: str) -> str:
     """`notebook-study: 16 presets, seed 42, 1 epoch`: what the page is, in one line."""
     seeds = chapter.seeds
     if len(seeds) == 1:
