@@ -36,6 +36,7 @@ table.presets { width: 100%; font-size: 0.9em; }
 table.presets td.purpose { text-align: left; }
 table.presets td { white-space: nowrap; }
 table.presets td.purpose { white-space: normal; }
+li, td.purpose { overflow-wrap: anywhere; }
 table.presets tr.section th { text-align: left; background: #e3ebf6; font-size: 1.05em; }
 table.presets td.preset { text-align: left; font-weight: 600; white-space: nowrap; }
 small, .small { color: #666; font-size: 0.85em; }
