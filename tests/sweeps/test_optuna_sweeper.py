@@ -145,6 +145,8 @@ def test_an_exploding_trial_scores_the_worst_and_a_trailing_one_is_pruned(search
     assert trailing.data.tags["trial_state"] == "pruned"
     assert trailing.data.tags["pruned_epoch"] == "0"
     assert "MedianPruner" in trailing.data.tags["failure_reason"]
+    # Judged like any run (its diagnostics ran until the pruner stopped it).
+    assert trailing.data.tags["gradient_health"] not in ("", "unknown")
     assert len(search.client().get_metric_history(trailing.info.run_id, "loss")) == 1
     counts = {k: v for k, v in parent.data.metrics.items() if k.startswith("children_")}
     assert counts | {"children_skipped": 0} == {

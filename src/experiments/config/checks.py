@@ -103,12 +103,12 @@ def _show(value: Any) -> str:
 
 def _check_option_fields(group: str, options: Options, node: Any) -> None:
     option = node.name.value
-    uses = options.uses(option)
+    uses, may_use = options.uses(option), options.may_use(option)
     for key in (f.name for f in fields(node) if f.name in options.option_fields):
         value = getattr(node, key)
         if key in uses and value is None:
             _fail(f"{group}.{key}", value, f"{group}={option} needs a value")
-        if key not in uses and value is not None:
+        if key not in uses | may_use and value is not None:
             users = "|".join(options.users_of(key))
             _fail(f"{group}.{key}", value, f"only {group}={users} uses it")
 
@@ -245,11 +245,7 @@ def _check_schedule(schedule: ScheduleConfig) -> None:
 
 def _check_transfer(cfg: Config) -> None:
     t = cfg.transfer
-    study_only = ("source_run_id", "source", "register_as", "register_alias")
     if t.name is TransferName.none:
-        for key in study_only:
-            if getattr(t, key) is not None:
-                _fail(f"transfer.{key}", getattr(t, key), "only transfer=study uses it")
         return
     if cfg.model.residual:
         _fail(

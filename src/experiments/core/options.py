@@ -27,8 +27,9 @@ from typing import Any
 @dataclass(frozen=True)
 class Option:
     name: str
-    uses: frozenset[str]
+    uses: frozenset[str]  # fields it needs: each must hold a value
     build: Callable[..., Any] | None
+    may_use: frozenset[str] = frozenset()  # fields it reads when they hold one
 
 
 class Options:
@@ -51,12 +52,18 @@ class Options:
         return decorate
 
     def add(
-        self, name: str, *, uses: Iterable[str] = (), build: Callable[..., Any] | None = None
+        self,
+        name: str,
+        *,
+        uses: Iterable[str] = (),
+        may_use: Iterable[str] = (),
+        build: Callable[..., Any] | None = None,
     ) -> None:
-        """An option built by the group's default builder (or `build`)."""
+        """An option built by the group's default builder (or `build`), which needs the
+        fields `uses` and may read those of `may_use`."""
         if name in self._options:
             raise ValueError(f"{self.group}={name} is registered twice")
-        self._options[name] = Option(name, frozenset(uses), build)
+        self._options[name] = Option(name, frozenset(uses), build, frozenset(may_use))
 
     @property
     def names(self) -> list[str]:
@@ -72,13 +79,16 @@ class Options:
     def uses(self, name: str) -> frozenset[str]:
         return self._options[name].uses
 
+    def may_use(self, name: str) -> frozenset[str]:
+        return self._options[name].may_use
+
     @property
     def option_fields(self) -> frozenset[str]:
         """Fields some option uses; the group's other fields are common to all options."""
-        return frozenset().union(*(o.uses for o in self._options.values()))
+        return frozenset().union(*(o.uses | o.may_use for o in self._options.values()))
 
     def users_of(self, field: str) -> list[str]:
-        return [o.name for o in self._options.values() if field in o.uses]
+        return [o.name for o in self._options.values() if field in o.uses | o.may_use]
 
     def build(self, name: str | Enum, *args: Any, **kwargs: Any) -> Any:
         """Calls the option's builder (or the group's default one, which reads the name

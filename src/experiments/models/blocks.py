@@ -30,7 +30,7 @@ import keras
 from experiments.models.activations import ActivationConfig, make_activation
 from experiments.models.initializers import InitConfig, make_initializer
 from experiments.models.monitored import MonitoredFunctional, MonitoredSequential
-from experiments.models.naming import ACTIVATION, ADD, SCALE, SKIP, block_name
+from experiments.models.naming import ACTIVATION, ADD, SCALE, SKIP, block_name, parse_layer_name
 from experiments.models.normalization import (
     CANCELS_BIAS,
     NormalizationConfig,
@@ -123,7 +123,11 @@ def residual_stack(
 
 
 def _activation_position(layers: list[keras.layers.Layer]) -> int:
-    return next(i for i, layer in enumerate(layers) if layer.name.endswith(f"_{ACTIVATION}"))
+    return next(
+        i
+        for i, layer in enumerate(layers)
+        if (parse_layer_name(layer.name) or (0, None))[1] == ACTIVATION
+    )
 
 
 def _add_shortcut(shortcut, branch, block: int, width: int, scale: float, init: InitConfig):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.core import names
+
 ARTIFACT_NAME = "model"
 EXAMPLE_ROWS = 3
 MODEL_TYPE = "keras-dense-classifier"
@@ -127,7 +129,7 @@ def discard(client, model_id: str, reason: str) -> None:
         lambda: get_artifact_repository(
             client.get_logged_model(model_id).artifact_location, tracking_uri=client.tracking_uri
         ).delete_artifacts(),
-        lambda: client.set_logged_model_tags(model_id, {"failure_reason": reason}),
+        lambda: client.set_logged_model_tags(model_id, {names.FAILURE_REASON_TAG: reason}),
         lambda: client.finalize_logged_model(model_id, LoggedModelStatus.FAILED),
     )
     for step in steps:
@@ -139,6 +141,11 @@ def discard(client, model_id: str, reason: str) -> None:
 
 def model_of_run(client, run_id: str) -> str | None:
     """The id of the run's logged model (the last one logged), if it has one."""
-    outputs = client.get_run(run_id).outputs
+    return logged_model_of(client.get_run(run_id))
+
+
+def logged_model_of(run) -> str | None:
+    """The id of the last logged model among a fetched run's outputs, if it has one."""
+    outputs = run.outputs
     models = (outputs.model_outputs if outputs else None) or []
     return max(models, key=lambda m: m.step).model_id if models else None

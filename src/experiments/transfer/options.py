@@ -23,6 +23,7 @@ TRANSFERS.add(
         "finetune_learning_rate",
         "trainable_from",
     },
+    may_use={"source_run_id", "source", "register_as", "register_alias"},
 )
 TransferName = TRANSFERS.enum("TransferName", __name__)
 

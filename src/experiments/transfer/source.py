@@ -19,11 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import keras
+import mlflow.artifacts
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from experiments.core import names
-from experiments.tracking.logged_model import model_of_run
+from experiments.tracking.logged_model import logged_model_of, model_of_run
 from experiments.transfer.tasks import TransferError
 
 # Where runs recorded before models were Logged Models kept model A.
@@ -85,12 +86,11 @@ def _from_run(client: MlflowClient, run_id: str, dst_dir: Path, key: str) -> tup
     if run.info.lifecycle_stage == "deleted":
         raise TransferError(f"{key}: the run is deleted in {client.tracking_uri}")
     holder = run.data.tags.get(names.MODEL_A_TAG, run_id)
-    model_id = model_of_run(client, holder)
+    # The run itself holds model A unless it is a study's run, which names its pretrain_A.
+    model_id = logged_model_of(run) if holder == run_id else model_of_run(client, holder)
     if model_id is not None:
         return _download_model(client, model_id, dst_dir, key), holder, f"logged model {model_id}"
     try:
-        import mlflow.artifacts
-
         with _no_progress_bar():
             path = mlflow.artifacts.download_artifacts(
                 run_id=holder,
@@ -108,8 +108,6 @@ def _from_run(client: MlflowClient, run_id: str, dst_dir: Path, key: str) -> tup
 
 
 def _download_model(client: MlflowClient, model_id: str, dst_dir: Path, key: str) -> Path:
-    import mlflow.artifacts
-
     try:
         location = client.get_logged_model(model_id).artifact_location
         with _no_progress_bar():
