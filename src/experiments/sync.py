@@ -21,6 +21,7 @@ def sync_folder(folder: Path) -> tuple[str, bool]:
     """One line about the folder, and whether everything in it has arrived. A torn
     line (a crash cut its write) is named on stderr, with its file and line, when it is
     set aside; the folder's line counts those set aside so far."""
+    # MLflow once the arguments are good: `--help` and a bad folder answer at once.
     from experiments.tracking import kept_records, replay
     from experiments.tracking.recorder import RunRecorder
     from experiments.tracking.store import open_store
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
     args = parser.parse_args(argv)
+    # MLflow (through replay) once the arguments are good, as above.
     from experiments.tracking.replay import unsent_folders
 
     complete = True

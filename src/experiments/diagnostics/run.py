@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from experiments.diagnostics.callback import DiagnosticsCallback
+from experiments.diagnostics.plots import diagnostics_plots
 from experiments.diagnostics.probe import Probe, probe_batch
 from experiments.diagnostics.record import FOLDER, DiagnosticsRecord
 from experiments.diagnostics.settings import DiagnosticsConfig
@@ -90,7 +91,5 @@ class RunDiagnostics:
         folder = output_dir / FOLDER
         written = [(self.record.write(folder), FOLDER)]
         if self.make_plots and self.record.epochs:
-            from experiments.diagnostics.plots import diagnostics_plots
-
             written += [(path, "plots") for path in diagnostics_plots(self.record, folder)]
         return written

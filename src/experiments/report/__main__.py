@@ -20,8 +20,11 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
+from experiments.core import names
 from experiments.report.build import build_report
 from experiments.report.data import ReportError, select_runs
+from experiments.tracking.orphans import close_orphans
+from experiments.tracking.store import TrackingError, open_store, tracking_uri
 
 REPORTS_DIR = "reports"
 
@@ -35,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         "-e",
         "--experiment",
         default=None,
-        help="experiment name (default: gradient-lab; ignored with --parent-run)",
+        help=f"experiment name (default: {names.DEFAULT_EXPERIMENT}; ignored with --parent-run)",
     )
     parser.add_argument(
         "-p",
@@ -70,9 +73,6 @@ def _parser() -> argparse.ArgumentParser:
 def _client(configured: str | None):
     """The store, usable (never created: a report must not leave an empty store
     behind), with the runs its dead processes left RUNNING closed first."""
-    from experiments.tracking.orphans import close_orphans
-    from experiments.tracking.store import TrackingError, open_store, tracking_uri
-
     try:
         client = open_store(tracking_uri(configured, Path.cwd()), create=False)
     except TrackingError as e:

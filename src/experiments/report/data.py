@@ -10,6 +10,7 @@ a short round trip to the store, and the store answers several at once.
 
 from __future__ import annotations
 
+import concurrent.futures.thread as pool_module
 import math
 import statistics
 import sys
@@ -58,7 +59,7 @@ class RunSummary:
 
     @property
     def failure_reason(self) -> str | None:
-        return self.tags.get("failure_reason")
+        return self.tags.get(names.FAILURE_REASON_TAG)
 
     @property
     def epochs(self) -> int:
@@ -190,8 +191,6 @@ def read_runs(client: MlflowClient, runs: list[Run]) -> list[RunSummary]:
 
 
 def _threads_shut_down() -> bool:
-    import concurrent.futures.thread as pool_module
-
     return bool(getattr(pool_module, "_shutdown", False))
 
 
@@ -201,7 +200,11 @@ def read_run(client: MlflowClient, run: Run) -> RunSummary:
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id[:8],
         status=run.info.status,
-        choices={k[len("choice.") :]: v for k, v in tags.items() if k.startswith("choice.")},
+        choices={
+            k.removeprefix(names.CHOICE_TAG_PREFIX): v
+            for k, v in tags.items()
+            if k.startswith(names.CHOICE_TAG_PREFIX)
+        },
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
         tags=tags,

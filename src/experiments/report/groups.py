@@ -56,7 +56,7 @@ def verdict_of(run: RunSummary) -> verdict.Verdict:
             tags.get(names.HEALTH_LAYER_TAG, ""),
             int(epoch) if epoch.isdigit() else None,
         )
-    failed_epoch = tags.get("failed_epoch", "")
+    failed_epoch = tags.get(names.FAILED_EPOCH_TAG, "")
     return verdict.judge(
         run.diagnostics,
         int(failed_epoch) if failed_epoch.isdigit() else None,

@@ -7,6 +7,9 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.figures import learning_curves
+from experiments.training.schedules import write_rate_plot
+
 
 def write_config_artifacts(
     cfg: DictConfig, overrides: list[str], output_dir: Path
@@ -30,16 +33,12 @@ def write_model_artifacts(
 ) -> list[tuple[Path, str | None]]:
     """Model summary, learning curves and, under a schedule, the rate of every step (the
     model itself is the run's Logged Model: tracking.logged_model)."""
-    from experiments.figures import learning_curves
-
     summary_path = output_dir / "model_summary.txt"
     summary_path.write_text(model_summary(model))
     written = [(summary_path, None)]
     if history:
         written.append((learning_curves(history, output_dir / "learning_curves.png"), "plots"))
     if getattr(model, "optimizer", None) is not None:
-        from experiments.training.schedules import write_rate_plot
-
         rates = write_rate_plot(model.optimizer, output_dir / "learning_rate.png")
         written += [(rates, "plots")] if rates else []
     return written

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from experiments.config.checks import ConfigError, check_experiment_name
 from experiments.core import names, stopping
 from experiments.paths import PROJECT_DIR
+from experiments.tracking import resume
 
 log = logging.getLogger(__name__)
 PRUNED_COUNT = "PRUNED"
@@ -159,6 +160,7 @@ class MlflowSweepCallback(Callback):
     def _log_report(self) -> None:
         """The sweep's comparison page, on the parent run (where the MLflow UI opens it)
         and in the sweep's output folder; a failed sweep gets one too."""
+        # The report (scipy, matplotlib) only at the sweep's end, never for a single run.
         from experiments.report.build import log_sweep_report
 
         log_sweep_report(self.recorder.client, self.recorder.run_id, self.sweep_dir / "report")
@@ -166,8 +168,6 @@ class MlflowSweepCallback(Callback):
     def child_counts(self) -> dict[str, int]:
         """Children by status (pruned Optuna trials apart from other KILLED runs), and
         jobs skipped because their config had FINISHED before."""
-        from experiments.tracking import resume
-
         client, run_id = self.recorder.client, self.recorder.run_id
         parent = client.get_run(run_id)
         children = client.search_runs(

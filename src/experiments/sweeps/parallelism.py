@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -98,8 +99,6 @@ def start_tensorflow(threads: int | None) -> dict[str, str]:
 def placement_tags() -> dict[str, str]:
     """Where a job runs beyond its host: the Ray node of a job the Ray launcher placed
     (several nodes may share a host, as a test cluster on one machine does)."""
-    import sys
-
     ray = sys.modules.get("ray")  # imported by the launcher's worker, never here
     if ray is None or not ray.is_initialized():
         return {}

@@ -9,11 +9,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
 from experiments.core import names
+from experiments.tracking.logged_model import upload
 from experiments.tracking.uninterrupted import held
 
 # MLflow's limits on one log_batch call.
@@ -93,8 +94,6 @@ class RunRecorder:
     @held
     def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
         """Dataset inputs, each a dict of MLflow's Dataset fields plus its `context`."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
         inputs = [
             DatasetInput(
                 Dataset(**{k: v for k, v in d.items() if k != "context"}),
@@ -107,8 +106,6 @@ class RunRecorder:
     @held
     def log_model(self, folder: Path, step: int, linked_keys: list[str]) -> None:
         """The model saved in `folder` (tracking.logged_model.save) as the run's Logged Model."""
-        from experiments.tracking.logged_model import upload
-
         upload(self.client, self.run_id, folder, step, linked_keys)
 
     @held

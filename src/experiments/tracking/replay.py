@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from experiments.core import names
 from experiments.tracking.kept_records import (
@@ -66,9 +68,6 @@ def artifacts_among(run_id: str, records: list[dict[str, Any]]) -> list[str]:
 
 def local_artifacts(recorder) -> Path | None:
     """The folder of the run's artifacts when its artifact store is a local one."""
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
     try:
         uri = urlparse(recorder.client.get_run(recorder.run_id).info.artifact_uri)
     except Exception:  # noqa: BLE001 - a store that does not answer: no folder to name

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from experiments.core import names, stopping
+from experiments.tracking.datasets import dataset_records
+from experiments.tracking.logged_model import save
 from experiments.tracking.recorder import RunRecorder, context_tags
 from experiments.tracking.resilient import ResilientRecorder
 from experiments.tracking.spill import spill_folder
@@ -58,15 +60,11 @@ class RunSession(ResilientRecorder):
 
     def log_splits(self, splits, name: str, source: Any) -> None:
         """The run's training, validation and test data as its dataset inputs."""
-        from experiments.tracking.datasets import dataset_records
-
         self.log_datasets(dataset_records(splits, name, source))
 
     def log_trained_model(self, model, example, step: int) -> None:
         """The model saved in the output folder (or, on a full disk, the spill folder),
         then as the run's Logged Model."""
-        from experiments.tracking.logged_model import save
-
         folder = self.made(lambda base: save(model, example, base / "model", self.run_id), "model")
         if folder is not None:
             self.log_model(folder, step, list(names.MODEL_METRICS))

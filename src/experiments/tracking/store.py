@@ -30,7 +30,12 @@ from urllib.parse import urlparse
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import ExclusiveFileLock
 
+from experiments.core import names
+from experiments.tracking import server
+from experiments.tracking.orphans import close_orphans
+from experiments.tracking.replay import one_line
 from experiments.tracking.spill import no_space
 
 DB_NAME = "mlflow.db"
@@ -71,8 +76,6 @@ def open_store(uri: str, *, create: bool = True) -> MlflowClient:
     """A client of a store that answers, with its schema complete. Raises TrackingError
     (one line naming the store and what to do) otherwise; `create=False` refuses to
     create a SQLite file that does not exist (a reader must not leave one behind)."""
-    from experiments.tracking import server
-
     # MLflow logs every database error with its whole traceback before raising it; the
     # lab says each in one line itself (describe_failure).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
@@ -119,8 +122,6 @@ def _touched(uri: str) -> MlflowClient:
 
 def describe_failure(uri: str, error: Exception) -> str:
     """One line: which store, what went wrong, what to do."""
-    from experiments.tracking.replay import one_line
-
     text = one_line(error).split(": ", 1)[1]
     where = sqlite_path(uri) or uri
     if "file is not a database" in text or "database disk image is malformed" in text:
@@ -158,8 +159,6 @@ class _store_lock:
     `_safe_initialize_tables` lock: the store's folder may not be writable."""
 
     def __init__(self, path: Path):
-        from mlflow.utils.file_utils import ExclusiveFileLock
-
         key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
         self._lock = ExclusiveFileLock(
             str(Path(tempfile.gettempdir()) / f"gradlab-store-{key}.lock")
@@ -176,6 +175,7 @@ def _forget_engine(uri: str) -> None:
     """MLflow keeps one SQLAlchemy engine per store URI for the life of the process
     (SqlAlchemyStore._engine_map); after the file was replaced, its pooled connections
     still hold the old one."""
+    # SQLAlchemy's store (SQLAlchemy, Alembic) only for a store that was repaired.
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     engine = getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)
@@ -249,7 +249,7 @@ def _repair(path: Path, reason: str) -> None:
 # Model-training view, not the GenAI one) and to say what the experiment is.
 EXPERIMENT_TAGS = {
     "mlflow.experimentKind": "custom_model_development",
-    "mlflow.note.content": (
+    names.DESCRIPTION_TAG: (
         "Runs of the gradient lab: Keras nets on Fashion-MNIST, each with a remedy for "
         "vanishing or exploding gradients, their curves and per-layer gradient diagnostics."
     ),
@@ -284,8 +284,6 @@ def open_experiment(
 ) -> tuple[MlflowClient, str]:
     """The store a run or a sweep records into, and its experiment's id. Runs left
     RUNNING by processes of this host that are gone are closed on the way."""
-    from experiments.tracking.orphans import close_orphans
-
     uri = tracking_uri(configured_uri, launch_dir)
     client = open_store(uri)
     experiment_id = ensure_experiment(client, name, artifact_location(uri, launch_dir))

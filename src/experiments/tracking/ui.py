@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments.core import names
 from experiments.tracking.server import server_env
+from experiments.tracking.store import TrackingError, open_store, tracking_uri
 
 DEFAULT_PORT = 5000
 WORKERS = 2
@@ -38,8 +39,6 @@ def ui_command(host: str, port: int, store_uri: str, workers: int = WORKERS) -> 
 
 def experiment_id(store_uri: str, experiment: str) -> str | None:
     """The experiment's id in the store, None when it has none (or no store yet)."""
-    from experiments.tracking.store import TrackingError, open_store
-
     try:
         found = open_store(store_uri, create=False).get_experiment_by_name(experiment)
     except TrackingError:
@@ -48,8 +47,6 @@ def experiment_id(store_uri: str, experiment: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.tracking.store import tracking_uri
-
     parser = argparse.ArgumentParser(
         prog="python -m experiments.tracking.ui", description=__doc__.split("\n\n")[0]
     )

@@ -108,6 +108,7 @@ def performance(cfg: ScheduleConfig, rate: float, steps: RunSteps) -> Schedule:
 
 @SCHEDULES.register("one_cycle", uses={"div_factor", "final_div_factor", "annealing_fraction"})
 def one_cycle(cfg: ScheduleConfig, rate: float, steps: RunSteps) -> Schedule:
+    # Keras (the 1cycle callback subclasses it): never on a config-only path.
     from experiments.training.one_cycle import OneCycle
 
     start = rate / cfg.div_factor
@@ -192,6 +193,7 @@ def write_rate_plot(optimizer, path):
     """The rate of each step the optimizer took, as a figure at `path`, when its rate is
     a schedule (it may change within an epoch); None for a plain rate, whose value per
     epoch the `lr` metric already gives. A transfer study's B on A shows its last phase."""
+    # matplotlib, for a finished run only; this module is on the config-only path.
     from experiments.figures import rate_per_step
 
     schedule = rate_schedule(optimizer)

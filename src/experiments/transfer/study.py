@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 import keras
+from mlflow.exceptions import MlflowException
 
 from experiments.core import names
 from experiments.data import Splits
@@ -31,6 +32,7 @@ from experiments.models.initializers import InitConfig
 from experiments.models.normalization import NormalizationConfig
 from experiments.models.settings import ModelConfig
 from experiments.runs import lifecycle
+from experiments.tracking.logged_model import model_of_run
 from experiments.tracking.orphans import process_tags
 from experiments.tracking.session import RunSession
 from experiments.tracking.settings import TrackingConfig
@@ -46,6 +48,8 @@ from experiments.transfer.models import (
     weights_untouched,
 )
 from experiments.transfer.options import TransferConfig, model_a_source
+from experiments.transfer.plots import compare_curves
+from experiments.transfer.source import load_model_a
 from experiments.transfer.tasks import Tasks, split_tasks
 
 log = logging.getLogger(__name__)
@@ -241,10 +245,6 @@ def _concat(*histories: dict[str, list[float]]) -> dict[str, list[float]]:
 def register_model_a(session: RunSession, name: str, alias: str) -> None:
     """Model A's Logged Model as a new version of registered model `name`, with `alias`
     pointing at it: a later study reuses it as transfer.source=models:/<name>@<alias>."""
-    from mlflow.exceptions import MlflowException
-
-    from experiments.tracking.logged_model import model_of_run
-
     client = session.client
     try:
         model_id = model_of_run(client, session.run_id)
@@ -292,8 +292,6 @@ def pretrain_a(study: Study, tasks: Tasks) -> tuple[keras.Model, str, Result]:
     with study.child(PRETRAIN, tasks.a, "task_a") as session:
         source = model_a_source(t)
         if source is not None:
-            from experiments.transfer.source import load_model_a
-
             key, value = source
             expected = _model_a(cfg, tasks)
             model_a, holder = load_model_a(
@@ -445,7 +443,6 @@ def run_study(cfg: StudyConfig, splits: Splits, parent: RunSession) -> float | N
     if ratio is not None:
         summary["error_rate_ratio"] = ratio
     parent.log_metrics(summary)
-    from experiments.transfer.plots import compare_curves
 
     plot = parent.output_dir / "transfer_curves.png"
     parent.log_artifact(
