@@ -77,6 +77,16 @@ def test_every_preset_composes_and_validates(preset):
     validate(compose([f"experiment={preset}"]))
 
 
+@pytest.mark.parametrize("preset", presets())
+def test_every_preset_says_its_whole_purpose(preset):
+    """The opening comment, all its lines: the run's description and the chapter's page
+    show it (its first line alone stopped mid-sentence for seven presets)."""
+    from experiments.config.presets import purpose
+
+    text = purpose(preset)
+    assert text and text.endswith((".", ")")) and "  " not in text, text
+
+
 def test_presets_keep_the_notebooks_hyperparameters():
     selu = validate(compose(["experiment=selu_deep"]))
     assert selu.model.hidden_sizes() == [300] + [100] * 99

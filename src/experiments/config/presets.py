@@ -1,5 +1,4 @@
-"""What a run is, in words: a preset's one-line purpose (the comment that opens its YAML
-file) and the command line's overrides; the run's description in MLflow."""
+"""What a run is, in words: a preset's purpose (the comment that opens its YAML file) and the command line's overrides; the run's description in MLflow."""
 
 from __future__ import annotations
 
@@ -9,18 +8,25 @@ DEFAULT_PURPOSE = "The notebook's first network: Dense 300-100, he_normal, Leaky
 
 
 def purpose(preset: str) -> str | None:
-    """The first comment line of conf/experiment/<preset>.yaml after its package line."""
+    """The comment that opens conf/experiment/<preset>.yaml (after its package line), its
+    lines joined: the first paragraph, up to the first line that is not a comment."""
     path = CONF_DIR / "experiment" / f"{preset}.yaml"
     if not path.is_file():
         return None
+    words: list[str] = []
     for line in path.read_text().splitlines():
         text = line.strip()
         if not text.startswith("#"):
-            return None
+            break
         text = text.lstrip("#").strip()
-        if text and not text.startswith("@package"):
-            return text
-    return None
+        if text.startswith("@package"):
+            continue
+        if not text:
+            if words:
+                break
+            continue
+        words.append(text)
+    return " ".join(words) or None
 
 
 def describe(choices: dict[str, str], overrides: list[str]) -> str:
