@@ -5,32 +5,18 @@ of the report drawn. Screenshots are kept in the test's temporary folder."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from helpers.browser import chromium_page, needs_chromium
 from helpers.sweeps import free_port
 
 from experiments.processes import child_environment
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xdist_group("small_sweep"),
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium"),
-]
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("small_sweep"), needs_chromium]
 
 
 @pytest.fixture
@@ -61,11 +47,8 @@ def ui(small_sweep):
 
 @pytest.fixture
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield chromium.new_page(viewport={"width": 1500, "height": 1000})
-        chromium.close()
+    with chromium_page(1500, 1000) as page:
+        yield page
 
 
 def test_the_ui_shows_the_sweep_its_datasets_models_and_descriptions(

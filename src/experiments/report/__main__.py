@@ -6,7 +6,9 @@
 
 The page (report.html) opens with the runs' differences in words, then the learning
 curves, the gradient and activation profiles over depth, the two-factor matrices and
-the runs table; its PNG figures and runs.csv lie beside it. No TensorFlow is imported:
+the runs table; its PNG figures and runs.csv lie beside it. Runs of a sweep of presets
+(`make study`) get the chapter's page instead (report.chapter_page): one row per
+preset, the chapter's sections, their figures and claims. No TensorFlow is imported:
 the report only reads the MLflow store.
 """
 
