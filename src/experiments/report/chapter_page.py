@@ -184,16 +184,7 @@ def summary_lines(chapter: Chapter, runs: list[RunSummary]) -> list[str]:
 
 def section_claims(chapter: Chapter, presets: list[Preset]) -> list[str]:
     """The section's comparisons in words, significant ones first."""
-    found = chapter.comparisons_of(presets)
-    found.sort(key=lambda c: (not c.significant, c.p_adjusted, c.test.p_value))
-    lines = [claims.comparison_line(c) for c in found[:SHOWN_CLAIMS]]
-    if len(found) > SHOWN_CLAIMS:
-        rest = found[SHOWN_CLAIMS:]
-        lines.append(
-            f"... and {len(rest)} more comparisons in this section "
-            f"({sum(c.significant for c in rest)} significant) in comparisons.csv."
-        )
-    return lines
+    return claims.shown_lines(chapter.comparisons_of(presets), SHOWN_CLAIMS, "in this section")
 
 
 def _differences_block(differences: Differences) -> str:

@@ -135,16 +135,22 @@ def _comparison_lines(stats: Statistics) -> list[str]:
     )
     for metric in dict.fromkeys(c.metric for c in stats.comparisons):
         rows = [c for c in stats.comparisons if c.metric == metric]
-        rows.sort(key=lambda c: (not c.significant, c.p_adjusted, c.test.p_value))
-        limit = SHOWN_COMPARISONS.get(metric, 5)
-        found += [comparison_line(c) for c in rows[:limit]]
-        if len(rows) > limit:
-            rest = rows[limit:]
-            found.append(
-                f"... and {len(rest)} more comparisons on {metric} "
-                f"({sum(c.significant for c in rest)} significant) in comparisons.csv."
-            )
+        found += shown_lines(rows, SHOWN_COMPARISONS.get(metric, 5), f"on {metric}")
     return found
+
+
+def shown_lines(comparisons: list[Comparison], limit: int, where: str) -> list[str]:
+    """At most `limit` comparisons in words, the significant and surest first; the rest
+    counted (`... and 3 more comparisons <where> (1 significant) in comparisons.csv.`)."""
+    ranked = sorted(comparisons, key=lambda c: (not c.significant, c.p_adjusted, c.test.p_value))
+    lines = [comparison_line(c) for c in ranked[:limit]]
+    if len(ranked) > limit:
+        rest = ranked[limit:]
+        lines.append(
+            f"... and {len(rest)} more comparisons {where} "
+            f"({sum(c.significant for c in rest)} significant) in comparisons.csv."
+        )
+    return lines
 
 
 def _study_lines(groups: list[Group]) -> list[str]:
