@@ -95,16 +95,8 @@ class MlflowSweepCallback(Callback):
         self._ended = False
         # Hydra skips on_multirun_end when a job raises; the parent run still gets closed.
         atexit.register(self._end, "FAILED")
-        stopping.on_stop(self._end_early)
+        stopping.on_stop(self._end)
         log.info("MLflow sweep parent run %s in %s", self.recorder.run_id, client.tracking_uri)
-
-    def _end_early(self, status: str, reason: str) -> str | None:
-        """The sweep stopped (Ctrl-C or SIGTERM: KILLED; an error: FAILED): the parent run
-        ends so, with the reason and the counts so far."""
-        if self.recorder is None or self._ended:
-            return None
-        self._end(status, reason)
-        return self.recorder.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.recorder is None or self._ended:
@@ -135,9 +127,13 @@ class MlflowSweepCallback(Callback):
         for figure in sorted(figures.glob("*.png")) if figures.is_dir() else []:
             self.recorder.log_artifact(figure, "search")
 
-    def _end(self, status: str, reason: str | None = None) -> None:
+    def _end(self, status: str, reason: str | None = None) -> str | None:
+        """Ends the parent run once, with the children's counts and the report: FINISHED
+        at the sweep's end; KILLED (Ctrl-C, SIGTERM) or FAILED (an error) when the command
+        stops early (core.stopping), with the reason. Returns its id; None when it had
+        ended already."""
         if self.recorder is None or self._ended:
-            return
+            return None
         self._ended = True
         os.environ.pop(names.SWEEP_PARENT_ENV, None)
         try:
@@ -147,7 +143,7 @@ class MlflowSweepCallback(Callback):
             self.recorder.end(status, reason)
         except Exception as e:  # the store may be the reason the sweep is ending
             log.error("could not close sweep parent run %s: %s", self.recorder.run_id, e)
-            return
+            return self.recorder.run_id
         log.info(
             "sweep parent run %s ended %s: %s",
             self.recorder.run_id,
@@ -156,6 +152,7 @@ class MlflowSweepCallback(Callback):
                 f"{n} {k.lower()}" for k, n in counts.items() if n or k not in ("RUNNING", "PRUNED")
             ),
         )
+        return self.recorder.run_id
 
     def _log_report(self) -> None:
         """The sweep's comparison page, on the parent run (where the MLflow UI opens it)
