@@ -34,8 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from experiments.config.checks import validate
 from experiments.config.schema import Config  # noqa: E402
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from experiments.paths import CONF_DIR
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from experiments.paths import PROJECT_DIR
+from experiments.paths import PACKAGE_DIR
 
-PACKAGE = PROJECT_DIR / "src" / "experiments"
+PACKAGE = PACKAGE_DIR
 
 
 def module_name(path: Path) -> str:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 
-from experiments.paths import PROJECT_DIR
+from experiments.paths import CHECKOUT_DIR, PACKAGE_DIR
 
 
 def child_environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(PROJECT_DIR / "src"), str(PROJECT_DIR), env.get("PYTHONPATH")])
+        filter(
+            None,
+            [str(PACKAGE_DIR.parent), str(CHECKOUT_DIR or ""), env.get("PYTHONPATH")],
+        )
     )
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.update(extra)

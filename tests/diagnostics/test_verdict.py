@@ -155,6 +155,6 @@ def test_combine_keeps_the_most_severe_part_and_names_it():
 
 @pytest.mark.parametrize("health", verdict.SEVERITY)
 def test_every_word_is_documented(health):
-    from experiments.paths import PROJECT_DIR
+    from experiments.paths import CHECKOUT_DIR
 
-    assert f"`{health}`" in (PROJECT_DIR / "docs" / "diagnostics.md").read_text()
+    assert f"`{health}`" in (CHECKOUT_DIR / "docs" / "diagnostics.md").read_text()

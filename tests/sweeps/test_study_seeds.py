@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from experiments.paths import PROJECT_DIR
+from experiments.paths import CHECKOUT_DIR
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -17,7 +17,7 @@ def make_study(*args: str, dry: bool = True) -> subprocess.CompletedProcess:
     """`make study ARGS`, printed only unless `dry` is false; never (re)installs .venv."""
     return subprocess.run(
         ["make", "-s", "-o", ".venv/.installed", *(["-n"] if dry else []), "study", *args],
-        cwd=PROJECT_DIR,
+        cwd=CHECKOUT_DIR,
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,7 +17,7 @@ from experiments.config.presets import describe
 from experiments.config.schema import Config
 from experiments.core import digest, names
 from experiments.errors import UserError
-from experiments.paths import PROJECT_DIR
+from experiments.paths import CHECKOUT_DIR
 from experiments.runs import lifecycle
 from experiments.runs.job import Job
 from experiments.sweeps.objective import objective
@@ -94,7 +94,7 @@ def _record(
     """The run itself, once its configuration and output folder are this job's."""
     tags = job.tags() | {
         names.SEED_TAG: str(cfg.training.seed),
-        names.GIT_COMMIT_TAG: store.git_commit(PROJECT_DIR),
+        names.GIT_COMMIT_TAG: store.git_commit(CHECKOUT_DIR),
         names.HASH_TAG: config_hash,
         names.GROUP_TAG: digest.group_hash(resolved),
     }

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from experiments.config.checks import ConfigError, check_experiment_name
 from experiments.core import names, stopping
-from experiments.paths import PROJECT_DIR
+from experiments.paths import CHECKOUT_DIR
 from experiments.tracking import resume
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class MlflowSweepCallback(Callback):
             "sweep_overrides": " ".join(overrides)[:5000],
             "sweep_dir": str(config.hydra.sweep.dir),
             "launcher": str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1],
-            names.GIT_COMMIT_TAG: store.git_commit(PROJECT_DIR),
+            names.GIT_COMMIT_TAG: store.git_commit(CHECKOUT_DIR),
             **process_tags(),
         }
         description = (

@@ -22,11 +22,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from experiments.paths import PROJECT_DIR
+from experiments.paths import home_dir
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
-DEFAULT_DIR = PROJECT_DIR / "tracking-server"
+DEFAULT_DIR = home_dir() / "tracking-server"
 # Seconds the start-up check waits for an answer; the whole error must come within 10 s.
 CHECK_TIMEOUT_S = 3.0
 # MLflow's HTTP client retries a failed request 7 times with backoff (minutes in all)

@@ -291,7 +291,10 @@ def open_experiment(
     return client, experiment_id
 
 
-def git_commit(folder: Path) -> str:
+def git_commit(folder: Path | None) -> str:
+    """The checkout's commit; "unknown" outside a checkout (an installed wheel)."""
+    if folder is None:
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5
