@@ -66,7 +66,7 @@ def _probe(layers, init, activation, x, y, seed):
     from experiments.diagnostics.probe import Probe
     from experiments.diagnostics.record import DiagnosticsRecord
     from experiments.diagnostics.verdict import judge
-    from experiments.models.blocks import build_model
+    from experiments.models.nets import build_model
     from experiments.training import loop as training
     from experiments.training.optimizers import make_optimizer
 

@@ -14,7 +14,7 @@ def hidden(sizes: list[int]) -> list[str]:
 def build_net(*overrides: str, input_shape=(28, 28), num_classes: int = 10, seed: int = 0):
     """(config, model) for these overrides: seeded, built and compiled with the config's
     optimizer and clipping, as a run does."""
-    from experiments.models.blocks import build_model
+    from experiments.models.nets import build_model
     from experiments.training import loop as training
     from experiments.training.optimizers import make_optimizer
 

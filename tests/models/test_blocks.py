@@ -7,7 +7,7 @@ import pytest
 from helpers.compose import compose
 
 from experiments.config.checks import validate
-from experiments.models.blocks import build_model
+from experiments.models.nets import build_model
 from experiments.training.optimizers import make_optimizer
 
 ACTIVATION_LAYERS = {

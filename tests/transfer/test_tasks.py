@@ -8,7 +8,7 @@ from helpers.compose import compose
 
 from experiments.config.checks import validate
 from experiments.data import Splits
-from experiments.models.blocks import build_model
+from experiments.models.nets import build_model
 from experiments.transfer.models import (
     build_b_on_a,
     build_baseline_b,

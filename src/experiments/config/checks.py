@@ -26,6 +26,7 @@ from experiments.config.schema import GROUP_OPTIONS, Config
 from experiments.core.flatten import flatten
 from experiments.core.options import Options
 from experiments.data import DataName
+from experiments.models.settings import CONV_FIELDS, ModelConfig
 from experiments.training.schedules import ScheduleConfig
 from experiments.transfer.options import TransferName, first_unfrozen_block
 
@@ -156,18 +157,8 @@ def check(cfg: Config) -> Config:
     _at_least("optimizer.weight_decay", opt.weight_decay, 0)
     _check_schedule(cfg.schedule)
 
-    model = cfg.model
-    if not model.hidden and model.repeat == 0:
-        _fail(
-            "model.hidden", list(model.hidden), "at least one hidden layer (or model.repeat >= 1)"
-        )
-    for i, width in enumerate(model.hidden):
-        if width < 1:
-            _fail(f"model.hidden[{i}]", width, "layer sizes must be >= 1")
-    _at_least("model.repeat", model.repeat, 0)
-    _at_least("model.repeat_width", model.repeat_width, 1)
-    _at_least("model.residual_every", model.residual_every, 1)
-    _positive("model.residual_scale", model.residual_scale)
+    _check_model(cfg.model)
+    _check_groups(cfg)
 
     data = cfg.data
     _at_least("data.validation_size", data.validation_size, 1)
@@ -205,6 +196,77 @@ def check(cfg: Config) -> Config:
         )
     check_experiment_name(cfg.tracking.experiment)
     return cfg
+
+
+def _check_model(model: ModelConfig) -> None:
+    if model.is_conv:
+        _check_conv(model)
+    else:
+        for key in CONV_FIELDS:
+            value = getattr(model, key)
+            if value is not None:
+                _fail(f"model.{key}", value, "only a conv net (model=cnn, model.kind=conv) uses it")
+        if not model.hidden and model.repeat == 0:
+            _fail(
+                "model.hidden",
+                list(model.hidden),
+                "at least one hidden layer (or model.repeat >= 1)",
+            )
+    for i, width in enumerate(model.hidden):
+        if width < 1:
+            _fail(f"model.hidden[{i}]", width, "layer sizes must be >= 1")
+    _at_least("model.repeat", model.repeat, 0)
+    _at_least("model.repeat_width", model.repeat_width, 1)
+    _at_least("model.residual_every", model.residual_every, 1)
+    _positive("model.residual_scale", model.residual_scale)
+
+
+def _check_conv(model: ModelConfig) -> None:
+    for key in ("filters", "blocks", "downsample"):
+        if getattr(model, key) is None:
+            _fail(f"model.{key}", None, "a conv net (model.kind=conv) needs a value")
+    filters, blocks = list(model.filters), list(model.blocks)
+    if not filters:
+        _fail("model.filters", filters, "one or more stages (channels of each)")
+    if len(blocks) != len(filters):
+        _fail("model.blocks", blocks, f"one count per stage of model.filters ({len(filters)})")
+    for key, values in (("filters", filters), ("blocks", blocks)):
+        for i, value in enumerate(values):
+            _at_least(f"model.{key}[{i}]", value, 1)
+    _at_least("model.stem", model.stem, 0)
+    if model.residual and not model.stem:
+        _fail(
+            "model.stem",
+            model.stem,
+            "model.residual needs a stem >= 1 (the first conv's channels, outside the skips)",
+        )
+
+
+def _widths(model: ModelConfig) -> list[tuple[str, int]]:
+    """(key, width) of every layer a normalization layer follows."""
+    if not model.is_conv:
+        return [("model.hidden", w) for w in model.hidden_sizes()]
+    stem = [("model.stem", model.stem)] if model.stem else []
+    return (
+        stem
+        + [("model.filters", f) for f in model.filters]
+        + [("model.hidden", w) for w in model.hidden_sizes()]
+    )
+
+
+def _check_groups(cfg: Config) -> None:
+    """GroupNorm splits each layer's channels (units) into equal groups."""
+    groups = cfg.normalization.groups
+    if groups is None:
+        return
+    _at_least("normalization.groups", groups, 1)
+    for key, width in _widths(cfg.model):
+        if width % groups:
+            _fail(
+                "normalization.groups",
+                groups,
+                f"must divide every layer's width ({key} has {width} channels/units)",
+            )
 
 
 def check_experiment_name(name: str) -> None:
@@ -272,7 +334,7 @@ def _check_transfer(cfg: Config) -> None:
             "transfer.finetune_epochs", t.finetune_epochs, "freeze + fine-tune epochs must be >= 1"
         )
     _positive("transfer.finetune_learning_rate", t.finetune_learning_rate)
-    n_blocks = len(cfg.model.hidden_sizes())
+    n_blocks = cfg.model.num_blocks()
     if first_unfrozen_block(t.trainable_from, n_blocks) is None and t.trainable_from != "none":
         _fail(
             "transfer.trainable_from",

@@ -3,13 +3,17 @@
 The probe is one compiled function: a forward pass with `training=False` (Batch
 Normalization uses, and leaves alone, its moving statistics), the loss, and the
 gradients with respect to each hidden block's kernel W_l and pre-activation s_l (the
-input of its activation layer). It returns, per hidden block l (numbered from the input):
+input of its activation layer). A block's linear layer is a Dense or a Conv2D one (found
+alike by its name, `models.naming`); a conv layer's statistics run over every position
+and channel of the probe batch. It returns, per hidden block l (numbered from the input):
 
     grad/kernel_norm   ||dL/dW_l||               (no clipping: norms are pre-clip)
     grad/signal_std    std of dL/ds_l            (the back-propagated signal)
     act/mean, act/std  of the activation layer's output a_l
     act/dead_frac      ReLU-like activations: units with s_l <= 0 on every probe image
-                       (for ReLU, exactly the units that output 0 on the whole batch)
+                       (for ReLU, exactly the units that output 0 on the whole batch);
+                       in a conv layer a unit is a channel, dead when s_l <= 0 at every
+                       position of every probe image
     act/saturated_frac sigmoid/tanh: share of (image, unit) values with
                        |a - 0.5| > 0.49 (sigmoid) or |a| > 0.98 (tanh)
 
@@ -52,7 +56,7 @@ class HiddenBlock:
 
 
 def hidden_blocks(model: keras.Model) -> list[HiddenBlock]:
-    """The model's hidden blocks in order: `hidden_NN` (Dense) and `hidden_NN_act`."""
+    """The model's hidden blocks in order: `hidden_NN` (Dense or Conv2D) and `hidden_NN_act`."""
     dense: dict[int, keras.layers.Layer] = {}
     act: dict[int, keras.layers.Layer] = {}
     for layer in model.layers:
@@ -179,6 +183,9 @@ def _norm(t: tf.Tensor) -> tf.Tensor:
 
 
 def _dead_fraction(pre_activation: tf.Tensor) -> tf.Tensor:
-    """[n, batch, units]: the share of units with s <= 0 on every image of the batch."""
-    dead_units = tf.reduce_all(pre_activation <= 0.0, axis=1)
+    """[n, batch, units] or [n, batch, H, W, channels]: the share of units (a conv
+    layer's channels) with s <= 0 on every image of the batch (and every position)."""
+    dead_units = tf.reduce_all(
+        pre_activation <= 0.0, axis=list(range(1, pre_activation.shape.rank - 1))
+    )
     return tf.reduce_mean(tf.cast(dead_units, tf.float32), axis=_inner_axes(dead_units))

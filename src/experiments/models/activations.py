@@ -33,10 +33,10 @@ def leaky_relu(cfg: ActivationConfig, name: str):
 
 
 @ACTIVATIONS.register("prelu")
-def prelu(cfg: ActivationConfig, name: str):
+def prelu(cfg: ActivationConfig, name: str, shared_axes: list[int] | None = None):
     import keras
 
-    return keras.layers.PReLU(name=name)
+    return keras.layers.PReLU(shared_axes=shared_axes, name=name)
 
 
 @ACTIVATIONS.register("elu", uses={"alpha"})
@@ -64,5 +64,10 @@ class ActivationConfig:
     alpha: float | None = None
 
 
-def make_activation(cfg: ActivationConfig, name: str):
+def make_activation(cfg: ActivationConfig, name: str, *, spatial: bool = False):
+    """The activation layer; `spatial` (a conv layer's output, [batch, H, W, C]): PReLU
+    learns one slope per channel, shared over positions, as He et al. 2015 do for conv
+    layers, instead of one per position and channel."""
+    if spatial and cfg.name.value == "prelu":
+        return ACTIVATIONS.build(cfg.name, cfg, name, shared_axes=[1, 2])
     return ACTIVATIONS.build(cfg.name, cfg, name)

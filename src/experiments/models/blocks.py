@@ -23,7 +23,9 @@ plain net, so the diagnostics read both kinds of net alike.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import keras
 
@@ -49,20 +51,24 @@ def block_layers(
     normalization: NormalizationConfig,
     *,
     dense_last: bool = False,
+    linear: Callable[..., keras.layers.Layer] | None = None,
+    spatial: bool = False,
 ) -> list[keras.layers.Layer]:
     """Hidden block `index`: Dense, [norm], act, [norm]; with `dense_last` (the
-    pre-activation style) [norm], act, [norm], Dense."""
+    pre-activation style) [norm], act, [norm], Dense. `linear(use_bias=, initializer=,
+    name=)` makes the block's linear layer instead of a Dense one of `width` units (a
+    conv net's Conv2D, `spatial`)."""
     before = normalization.position is Position.before
     norm = block_normalization(normalization, index)
     cancels_bias = norm is not None and before and normalization.name.value in CANCELS_BIAS
-    dense = keras.layers.Dense(
-        width,
+    make_linear = linear or functools.partial(keras.layers.Dense, width)
+    dense = make_linear(
         kernel_initializer=make_initializer(init),
-        # A BatchNormalization right after the Dense layer cancels its bias.
+        # A BatchNormalization right after the linear layer cancels its bias.
         use_bias=dense_last or not cancels_bias,
         name=block_name(index),
     )
-    act = make_activation(activation, block_name(index, ACTIVATION))
+    act = make_activation(activation, block_name(index, ACTIVATION), spatial=spatial)
     around = [norm, act] if before else [act, norm]
     around = [layer for layer in around if layer is not None]
     return [*around, dense] if dense_last else [dense, *around]
@@ -100,23 +106,57 @@ def residual_stack(
     """The hidden blocks with their skips, applied to `x` (Flatten's output)."""
     sizes = model.hidden_sizes()
     groups = skip_groups(len(sizes), model.residual_every)
-    scale = model.residual_scale
-    if scale is None:
-        # Each unnormalized skip adds its branch's variance to the sum's: 1/sqrt(L) keeps
-        # the product of L factors (1 + 1/L) below e (Hayou et al. 2021, "stable ResNet").
-        scale = 1.0 / math.sqrt(len(groups))
     pre = model.residual_style is ResidualStyle.pre
+
+    def layers_of(index: int) -> list[keras.layers.Layer]:
+        return block_layers(
+            index, sizes[index - 1], init, activation, normalization, dense_last=pre
+        )
+
+    def project(shortcut, branch, block: int):
+        if shortcut.shape[-1] == branch.shape[-1]:
+            return shortcut
+        return keras.layers.Dense(
+            sizes[block - 1],
+            use_bias=False,
+            kernel_initializer=make_initializer(init),
+            name=block_name(block, SKIP),
+        )(shortcut)
+
+    return with_skips(x, groups, layers_of, project, branch_scale(model, len(groups)), pre)
+
+
+def branch_scale(model: ModelConfig, n_skips: int) -> float:
+    """model.residual_scale, or by default 1/sqrt(number of skips): each unnormalized
+    skip adds its branch's variance to the sum's, and 1/sqrt(L) keeps the product of L
+    factors (1 + 1/L) below e (Hayou et al. 2021, "stable ResNet")."""
+    if model.residual_scale is not None:
+        return model.residual_scale
+    return 1.0 / math.sqrt(max(n_skips, 1))
+
+
+def with_skips(
+    x,
+    groups: list[list[int]],
+    layers_of: Callable[[int], list[keras.layers.Layer]],
+    project: Callable,
+    scale: float,
+    pre: bool,
+):
+    """Blocks `groups` (block numbers) applied to `x`, one skip around each group: the
+    group's input, projected by `project(shortcut, branch, last block)` where its shape
+    differs from the branch's,
+    plus `scale` times the group's output. Post style: the sum goes into the last
+    block's activation (and what follows it)."""
     for group in groups:
         shortcut, last = x, group[-1]
+        tail: list[keras.layers.Layer] = []
         for index in group:
-            layers = block_layers(
-                index, sizes[index - 1], init, activation, normalization, dense_last=pre
-            )
-            # Post style: the last block's activation (and what follows it) reads the sum.
+            layers = layers_of(index)
             tail = [] if pre or index != last else layers[_activation_position(layers) :]
             for layer in layers[: len(layers) - len(tail)]:
                 x = layer(x)
-        x = _add_shortcut(shortcut, x, last, sizes[last - 1], scale, init)
+        x = _add_shortcut(project(shortcut, x, last), x, last, scale)
         for layer in tail:
             x = layer(x)
     return x
@@ -130,20 +170,13 @@ def _activation_position(layers: list[keras.layers.Layer]) -> int:
     )
 
 
-def _add_shortcut(shortcut, branch, block: int, width: int, scale: float, init: InitConfig):
-    if shortcut.shape[-1] != width:
-        shortcut = keras.layers.Dense(
-            width,
-            use_bias=False,
-            kernel_initializer=make_initializer(init),
-            name=block_name(block, SKIP),
-        )(shortcut)
+def _add_shortcut(shortcut, branch, block: int, scale: float):
     if scale != 1.0:
         branch = keras.layers.Rescaling(scale, name=block_name(block, SCALE))(branch)
     return keras.layers.Add(name=block_name(block, ADD))([shortcut, branch])
 
 
-def build_model(
+def build_dense_model(
     model: ModelConfig,
     init: InitConfig,
     activation: ActivationConfig,

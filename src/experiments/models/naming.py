@@ -1,10 +1,13 @@
 """The one naming scheme of hidden blocks, for layers and for metrics.
 
 Layers: hidden block NN (numbered from the input, from 1) is the Dense layer `hidden_NN`,
-its activation `hidden_NN_act` and its normalization `hidden_NN_bn` (BatchNormalization)
-or `hidden_NN_ln` (LayerNormalization); NN has two digits at least, so the names sort.
+its activation `hidden_NN_act` and its normalization `hidden_NN_bn` (BatchNormalization),
+`hidden_NN_ln` (LayerNormalization) or `hidden_NN_gn` (GroupNormalization); NN has two
+digits at least, so the names sort. In a conv net `hidden_NN` is a Conv2D layer: its conv
+blocks come first, numbered from the input, then the Dense blocks of its head; the layers
+between blocks (the channel axis, pooling) belong to none.
 A skip connection that ends at block NN adds its shortcut there (`hidden_NN_add`), through
-a linear projection `hidden_NN_skip` when the widths differ, and its branch scaled by
+a linear projection `hidden_NN_skip` (a 1x1 conv in a conv net) when the shapes differ, and its branch scaled by
 `hidden_NN_scale` when the scale is not 1. Every layer of a block, skip layers included,
 belongs to that block (`block_of_layer`), so gradients and failures name it.
 
@@ -23,6 +26,7 @@ PREFIX = "hidden_"
 ACTIVATION = "act"
 BATCHNORM = "bn"
 LAYERNORM = "ln"
+GROUPNORM = "gn"
 SKIP = "skip"
 ADD = "add"
 SCALE = "scale"

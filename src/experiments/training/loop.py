@@ -14,8 +14,8 @@ import numpy as np
 from experiments.core import names
 from experiments.data import Splits
 from experiments.models.activations import ActivationConfig
-from experiments.models.blocks import build_model
 from experiments.models.initializers import InitConfig
+from experiments.models.nets import build_model
 from experiments.models.normalization import NormalizationConfig
 from experiments.models.settings import ModelConfig
 from experiments.training.optimizers import ClippingConfig, OptimizerConfig, make_optimizer

@@ -1,4 +1,4 @@
-"""The study's three models: model A (the config's net on task A, `models.blocks.build_model`), baseline B (the same
+"""The study's three models: model A (the config's net on task A, `models.nets.build_model`), baseline B (the same
 hidden stack from scratch under one sigmoid unit) and B on A (a copy of model A's
 hidden stack under one sigmoid unit), and the freezing of B on A's reused layers."""
 

@@ -27,8 +27,8 @@ from experiments.diagnostics.run import RunDiagnostics
 from experiments.diagnostics.settings import DiagnosticsConfig
 from experiments.diagnostics.verdict import Verdict, combine
 from experiments.models.activations import ActivationConfig
-from experiments.models.blocks import build_model
 from experiments.models.initializers import InitConfig
+from experiments.models.nets import build_model
 from experiments.models.normalization import NormalizationConfig
 from experiments.models.settings import ModelConfig
 from experiments.runs import lifecycle
