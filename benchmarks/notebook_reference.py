@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from experiments.data import load_fashion_mnist
+from experiments.images.idx import FASHION_MNIST, read_folder
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -34,7 +34,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def main(folder: str, epochs: int) -> None:
-    (X_train_full, y_train_full), (X_test, y_test) = load_fashion_mnist(Path(folder))
+    images = read_folder(Path(folder), FASHION_MNIST)
+    X_train_full, y_train_full, X_test = images.x_train, images.y_train, images.x_test
     X_train_full = X_train_full / 255.0
     X_test = X_test / 255.0
     X_valid, X_train = X_train_full[:5000], X_train_full[5000:]

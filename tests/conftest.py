@@ -69,6 +69,14 @@ def fashion_mnist_dir() -> Path:
     return Path(folder)
 
 
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    folder = os.environ.get("MNIST_DIR")
+    if not folder or not (Path(folder) / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("real MNIST not available: set MNIST_DIR to its IDX folder (mnist-10k)")
+    return Path(folder)
+
+
 def pytest_collection_modifyitems(items):
     """Modules with slow tests (end-to-end sweeps, child processes) first, each module
     kept whole so that its fixtures are made once: pytest-xdist hands out whole modules

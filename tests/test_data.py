@@ -11,18 +11,9 @@ import pytest
 from helpers.compose import typed
 from helpers.idx import idx_bytes, make_dataset, write_gz
 
-from experiments.data import (
-    FILES,
-    IMAGES_MAGIC,
-    LABELS_MAGIC,
-    DataConfig,
-    DataError,
-    load,
-    locate_fashion_mnist,
-    read_idx,
-    read_pair,
-    synthetic,
-)
+from experiments.data import DataConfig, DataError, load, synthetic
+from experiments.images.fashion_mnist import locate_fashion_mnist
+from experiments.images.idx import FILES, IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_pair
 
 
 def test_reads_back_what_was_written(tmp_path):
@@ -200,14 +191,14 @@ def test_a_failed_download_says_why(tmp_path, monkeypatch):
     """The message said only "(Exception)": it now carries the network's own words."""
     import socket
 
-    from experiments import data
+    from experiments.images import fashion_mnist
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]  # nothing listens there once the socket is closed
-    monkeypatch.setattr(data, "DOWNLOAD_ORIGIN", f"http://127.0.0.1:{closed}/")
+    monkeypatch.setattr(fashion_mnist, "DOWNLOAD_ORIGIN", f"http://127.0.0.1:{closed}/")
     with pytest.raises(DataError) as caught:
-        data._download(tmp_path / "datasets" / "fashion-mnist")
+        fashion_mnist._download(tmp_path / "datasets" / "fashion-mnist")
     text = str(caught.value)
     assert "the download failed (" in text and "(Exception)" not in text
     assert "refused" in text.lower() or "fetch failure" in text.lower()
@@ -287,3 +278,101 @@ def test_what_is_not_a_regular_file_is_refused_at_once_in_one_line(tmp_path, mak
     assert isinstance(error, DataError)
     assert str(error).startswith(f"{special}: {kind}, not a regular file; supply Fashion-MNIST")
     assert "\n" not in str(error)
+
+
+def test_mnist_is_read_by_the_same_reader_and_says_how_to_supply_it(tmp_path):
+    arrays = make_dataset(tmp_path, n_train=40, n_test=10)
+    splits = load(data_cfg("data=mnist", f"data.dir={tmp_path}", "data.validation_size=10"))
+    np.testing.assert_array_equal(splits.y_test, arrays["test"][1])
+    assert splits.input_shape == (28, 28) and splits.folder == str(tmp_path.resolve())
+    (tmp_path / FILES["test"][1]).unlink()
+    with pytest.raises(DataError) as caught:
+        load(data_cfg("data=mnist", f"data.dir={tmp_path}", "data.validation_size=10"))
+    assert str(caught.value).startswith(f"{tmp_path / FILES['test'][1]}: file not found; ")
+    assert "supply MNIST with data=mnist data.dir=<folder> or MNIST_DIR" in str(caught.value)
+
+
+def test_the_real_mnist_subset_loads_with_its_sizes(mnist_dir):
+    """The shared mnist-10k: 8,000 training and 2,000 test digits, all ten classes."""
+    splits = load(data_cfg("data=mnist", f"data.dir={mnist_dir}", "data.validation_size=1000"))
+    assert (len(splits.x_val), len(splits.x_train), len(splits.x_test)) == (1000, 7000, 2000)
+    assert splits.input_shape == (28, 28) and splits.num_classes == 10
+    assert set(np.unique(splits.y_train)) == set(range(10))
+    assert 0.0 <= splits.x_train.min() and splits.x_train.max() == 1.0
+
+
+def test_train_and_test_size_take_the_first_images_of_the_files(tmp_path):
+    arrays = make_dataset(tmp_path, n_train=60, n_test=20)
+    splits = load(
+        data_cfg(
+            f"data.dir={tmp_path}", "data.validation_size=5", "data.train_size=25",
+            "data.test_size=7",
+        )
+    )  # fmt: skip
+    assert (len(splits.x_val), len(splits.x_train), len(splits.x_test)) == (5, 20, 7)
+    np.testing.assert_array_equal(splits.y_train, arrays["train"][1][5:25])
+    np.testing.assert_array_equal(splits.y_test, arrays["test"][1][:7])
+    with pytest.raises(DataError) as caught:
+        load(data_cfg(f"data.dir={tmp_path}", "data.validation_size=5", "data.test_size=21"))
+    assert str(caught.value) == (
+        f"{tmp_path / FILES['test'][0]}: 20 test images, fewer than data.test_size=21 asks "
+        "for: it must be at most 20, or null for all of them"
+    )
+
+
+def write_npz(path: Path, shape=(12, 12, 3), classes: int = 3, dtype=np.uint8, **changes) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": (rng.random((30, *shape)) * 255).astype(dtype),
+        "y_train": np.arange(30) % classes,
+        "x_test": (rng.random((9, *shape)) * 255).astype(dtype),
+        "y_test": np.arange(9) % classes,
+    }
+    np.savez(path, **(arrays | changes))
+    return path
+
+
+def test_npz_images_carry_their_shape_classes_and_scaling(tmp_path):
+    path = write_npz(tmp_path / "mine.npz")
+    splits = load(data_cfg("data=npz", f"data.path={path}", "data.validation_size=6"))
+    assert splits.input_shape == (12, 12, 3) and splits.num_classes == 3
+    assert (len(splits.x_val), len(splits.x_train), len(splits.x_test)) == (6, 24, 9)
+    raw = np.load(path)
+    np.testing.assert_allclose(splits.x_val, raw["x_train"][:6] / 255.0, rtol=1e-6)
+    assert splits.folder == str(path.resolve())
+    # Float images are the user's own scale: taken as they are, only made float32.
+    floats = write_npz(tmp_path / "f.npz", shape=(5, 7), dtype=np.float64, classes=4)
+    splits = load(data_cfg("data=npz", f"data.path={floats}", "data.validation_size=6"))
+    np.testing.assert_allclose(splits.x_test, np.load(floats)["x_test"], rtol=1e-6)
+    assert splits.x_test.max() > 1.0 and splits.input_shape == (5, 7)
+    assert splits.num_classes == 4
+    scaled = load(
+        data_cfg("data=npz", f"data.path={path}", "data.validation_size=6", "data.standardize=true")
+    )
+    np.testing.assert_allclose(scaled.x_train.mean(axis=0), 0.0, atol=1e-5)
+
+
+def test_an_npz_run_trains_records_its_file_and_a_malformed_one_fails_in_one_line(
+    workspace, capsys
+):
+    path = write_npz(workspace.folder / "mine.npz")
+    fast = ["training.epochs=1", "training.verbose=0", "diagnostics.plots=false"]
+    assert workspace.train("data=npz", f"data.path={path}", "data.validation_size=6", *fast) == 0
+    (run,) = workspace.runs()
+    assert run.info.status == "FINISHED" and run.data.params["data.path"] == str(path)
+    inputs = run.inputs.dataset_inputs
+    assert {i.dataset.name for i in inputs} == {"npz-train", "npz-val", "npz-test"}
+    assert all(str(path.resolve()) in i.dataset.source for i in inputs)
+    assert '"features_shape": [24, 12, 12, 3]' in next(
+        i.dataset.profile for i in inputs if i.dataset.name == "npz-train"
+    )
+    capsys.readouterr()
+
+    broken = write_npz(
+        workspace.folder / "broken.npz", y_test=np.array([0, 1, -2, 0, 1, 2, 0, 1, 2])
+    )
+    assert workspace.train("data=npz", f"data.path={broken}", "data.validation_size=6", *fast) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"error: {broken}: y_test holds label -2; labels must be >= 0"
+    statuses = sorted(r.info.status for r in workspace.runs())
+    assert statuses == ["FAILED", "FINISHED"]  # the malformed file finished nothing

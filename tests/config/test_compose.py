@@ -31,11 +31,19 @@ def presets() -> list[str]:
     return options("experiment")
 
 
+# Options that read the user's files validate once they name them (any name: nothing is read).
+NAMED_FILES = {
+    ("data", "mnist"): ["data.dir=mnist-folder"],
+    ("data", "cifar10"): ["data.dir=cifar-10-batches-bin"],
+    ("data", "npz"): ["data.path=images.npz"],
+}
+
+
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_option_of_every_group_composes_and_validates(group, option):
-    cfg = validate(compose([f"{group}={option}"]))
+    cfg = validate(compose([f"{group}={option}", *NAMED_FILES.get((group, option), [])]))
     node = getattr(cfg, group)
     if hasattr(node, "name"):
         assert node.name.value == option
@@ -180,6 +188,14 @@ def test_compact_deep_form_and_variance_scaling_settings():
         (["optimizer.momentum=1.5"], "optimizer.momentum=1.5 is not allowed: must be in [0, 1)"),
         (["optimizer.nesterov=true"], "optimizer.nesterov=True is not allowed: needs optimizer.momentum > 0"),
         (["data=synthetic", "data.validation_size=5000"], "data.validation_size=5000 is not allowed: must be < data.train_size"),
+        (["data=mnist", "data.dir=null"], "data.dir=None is not allowed: data=mnist needs a value"),
+        (["data=npz"], "data.path=None is not allowed: data=npz needs a value"),
+        (["data=npz", "data.path=a.npz", "data.dir=b"], "data.dir='b' is not allowed: only data=fashion_mnist|mnist|cifar10 uses it"),
+        (["data=synthetic", "data.path=a.npz"], "data.path='a.npz' is not allowed: only data=npz uses it"),
+        (["data=cifar10", "data.dir=b", "data.train_size=50001"], "data.train_size=50001 is not allowed: must be <= 50000 (the training set)"),
+        (["data.test_size=10001"], "data.test_size=10001 is not allowed: must be <= 10000 (the test set)"),
+        (["data.train_size=100", "data.validation_size=100"], "data.validation_size=100 is not allowed: must be < data.train_size"),
+        (["data=npz", "data.path=a.npz", "data.test_size=0"], "data.test_size=0 is not allowed: must be >= 1"),
         (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed"),
         (["model.residual=true", "model.residual_every=0"], "model.residual_every=0 is not allowed: must be >= 1"),
         (["experiment=transfer", "model.residual=true"], "model.residual=True is not allowed: transfer=study reuses a chain of layers"),

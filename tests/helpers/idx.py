@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.data import FILES, IMAGES_MAGIC, LABELS_MAGIC
+from experiments.images.idx import FILES, IMAGES_MAGIC, LABELS_MAGIC
 
 
 def idx_bytes(magic: int, array: np.ndarray) -> bytes:

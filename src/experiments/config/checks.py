@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config.schema import GROUP_OPTIONS, Config
 from experiments.core.flatten import flatten
 from experiments.core.options import Options
-from experiments.data import DataName
+from experiments.data import OFFICIAL_SIZES, DataName
 from experiments.models.settings import CONV_FIELDS, ModelConfig
 from experiments.training.schedules import ScheduleConfig
 from experiments.transfer.options import TransferName, first_unfrozen_block
@@ -168,9 +168,19 @@ def check(cfg: Config) -> Config:
     _at_least("data.num_classes", data.num_classes, 2)
     if data.noise is not None and not data.noise >= 0:
         _fail("data.noise", data.noise, "must be >= 0")
-    if data.name is DataName.fashion_mnist and data.validation_size >= 60000:
-        _fail("data.validation_size", data.validation_size, "must be < 60000 (the training set)")
-    if data.name is DataName.synthetic and data.validation_size >= (data.train_size or 0):
+    if data.name.value in OFFICIAL_SIZES:
+        n_train, n_test = OFFICIAL_SIZES[data.name.value]
+        if (data.train_size or 0) > n_train:
+            _fail("data.train_size", data.train_size, f"must be <= {n_train} (the training set)")
+        if (data.test_size or 0) > n_test:
+            _fail("data.test_size", data.test_size, f"must be <= {n_test} (the test set)")
+        if data.validation_size >= n_train:
+            _fail(
+                "data.validation_size",
+                data.validation_size,
+                f"must be < {n_train} (the training set)",
+            )
+    if data.train_size is not None and data.validation_size >= data.train_size:
         _fail("data.validation_size", data.validation_size, "must be < data.train_size")
 
     train = cfg.training
@@ -316,14 +326,19 @@ def _check_transfer(cfg: Config) -> None:
             "transfer=study reuses a chain of layers: use model.residual=false",
         )
     classes = list(t.task_b_classes)
-    n_classes = cfg.data.num_classes if cfg.data.name is DataName.synthetic else 10
-    if n_classes - 2 < 2:
+    # An npz's classes are known once it is read: the study checks its tasks then.
+    n_classes = {DataName.synthetic: cfg.data.num_classes, DataName.npz: None}.get(
+        cfg.data.name, 10
+    )
+    if n_classes is not None and n_classes - 2 < 2:
         _fail("data.num_classes", n_classes, "transfer=study needs >= 4 (task A keeps the rest)")
-    if len(classes) != 2 or len(set(classes)) != 2 or not all(0 <= c < n_classes for c in classes):
+    in_range = all(0 <= c and (n_classes is None or c < n_classes) for c in classes)
+    if len(classes) != 2 or len(set(classes)) != 2 or not in_range:
+        where = ">= 0" if n_classes is None else f"in 0-{n_classes - 1}"
         _fail(
             "transfer.task_b_classes",
             classes,
-            f"two distinct classes in 0-{n_classes - 1} (the second one is label 1)",
+            f"two distinct classes {where} (the second one is label 1)",
         )
     _at_least("transfer.train_size_b", t.train_size_b, 1)
     _at_least("transfer.baseline_epochs", t.baseline_epochs, 1)

@@ -37,6 +37,7 @@ IGNORED_KEYS = (
 # then is still resumed). A new key goes here with its neutral value.
 ADDED_LATER: dict[str, object] = {
     "transfer.source": None,
+    "data.path": None,
     "model.residual": False,
     "model.residual_every": 2,
     "model.residual_style": "pre",

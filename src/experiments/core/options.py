@@ -41,12 +41,12 @@ class Options:
         self._options: dict[str, Option] = {}
 
     def register(
-        self, name: str, *, uses: Iterable[str] = ()
+        self, name: str, *, uses: Iterable[str] = (), may_use: Iterable[str] = ()
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form: registers the function as the option's builder."""
 
         def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(name, uses=uses, build=build)
+            self.add(name, uses=uses, may_use=may_use, build=build)
             return build
 
         return decorate

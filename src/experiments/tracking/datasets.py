@@ -3,8 +3,8 @@
 
 Each dataset carries a digest of the arrays themselves (two copies of the data that
 differ anywhere are told apart; MLflow's own NumPy digest hashes a sample of rows), its
-source (the folder the IDX files came from, or the synthetic generator and its
-settings), and the shape and schema MLflow derives from the arrays.
+source (the folder of the data files or the npz file they came from, or the synthetic
+generator and its settings), and the shape and schema MLflow derives from the arrays.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def digest(*arrays: np.ndarray) -> str:
 
 
 def source_of(data_cfg, folder: str | None) -> Any:
-    """Where the arrays came from: the IDX files' folder, or the generator's settings."""
+    """Where the arrays came from: the data files' folder or the npz file, or the
+    generator's settings."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import get_registered_sources
 
