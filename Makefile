@@ -14,7 +14,10 @@ REPORT_ARGS ?=
 # `make study`: every study of the reference notebook as one sweep, then one report of
 # them all. STUDY_EPOCHS=2 shortens every study (model A's training too); STUDY_ARGS adds
 # overrides, e.g. STUDY_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2".
-STUDY_PRESETS := leaky_relu,prelu,elu,selu_deep,relu_deep,batchnorm_after,batchnorm_before,clip_value,clip_norm,transfer,residual_deep,layernorm_deep,one_cycle,momentum,nesterov,adamw
+# The CNN study (docs/conv.md): a small CNN, then a 25-layer conv net plain, with BN, with
+# GroupNorm and with skips (ResNet); the chapter's page gives them a section of their own.
+CNN_STUDY_PRESETS := cnn,cnn_plain_deep,cnn_batchnorm_deep,cnn_groupnorm,resnet_small
+STUDY_PRESETS := leaky_relu,prelu,elu,selu_deep,relu_deep,batchnorm_after,batchnorm_before,clip_value,clip_norm,transfer,residual_deep,layernorm_deep,one_cycle,momentum,nesterov,adamw,$(CNN_STUDY_PRESETS)
 STUDY_EPOCHS ?=
 STUDY_ARGS ?=
 # STUDY_SEEDS=5 (or SEEDS=5) runs every study over seeds 42..46 in the same sweep; the
