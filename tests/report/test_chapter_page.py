@@ -186,6 +186,11 @@ EXPECTED_SECTIONS = {
     "nesterov": chapter.OPTIMIZERS,
     "adamw": chapter.OPTIMIZERS,
     "transfer": chapter.TRANSFER,
+    "cnn": chapter.CONV,
+    "cnn_plain_deep": chapter.CONV,
+    "cnn_batchnorm_deep": chapter.CONV,
+    "resnet_small": chapter.CONV,
+    "cnn_groupnorm": chapter.CONV,
 }
 
 
@@ -197,6 +202,7 @@ def test_every_study_preset_lands_in_its_section_of_the_chapter(preset):
     params = {
         "model.hidden": str(list(cfg.model.hidden)),
         "model.repeat": str(cfg.model.repeat),
+        "model.kind": str(cfg.model.kind.value),
         "optimizer.momentum": str(cfg.optimizer.momentum),
     }
     run = RunSummary(preset, preset, "FINISHED", choices, params, {}, {})

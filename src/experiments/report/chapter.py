@@ -1,8 +1,8 @@
 """A sweep of presets (`make study`, `-m experiment=a,b,c`) read as the chapter it
 reproduces: each preset with its one-line purpose, in the chapter's sections.
 
-A preset's section follows from what it changes (a transfer study, a 100-layer net,
-normalization, clipping, an optimizer or schedule other than plain SGD at a constant
+A preset's section follows from what it changes (a transfer study, a conv net, a
+100-layer net, normalization, clipping, an optimizer or schedule other than plain SGD at a constant
 rate; the rest is about initialization and activations), so a new preset finds its
 section without a list to keep. The preset is the one factor of such a sweep: every
 param that differs between presets follows from it, so configurations are compared by
@@ -37,8 +37,9 @@ CLIPPING = "Gradient clipping"
 DEEP = "The 100-layer nets and their remedies"
 OPTIMIZERS = "Optimizers and schedules"
 TRANSFER = "Transfer learning"
+CONV = "Convolutional nets: depth, normalization and skips"
 # The chapter's order.
-SECTIONS = (INIT_AND_ACTIVATIONS, NORMALIZATION, CLIPPING, DEEP, OPTIMIZERS, TRANSFER)
+SECTIONS = (INIT_AND_ACTIVATIONS, NORMALIZATION, CLIPPING, DEEP, OPTIMIZERS, CONV, TRANSFER)
 # A net this deep belongs with the 100-layer nets, whatever else it changes: the
 # remedies there (SELU, skips, LayerNorm) are remedies for depth.
 DEEP_LAYERS = 50
@@ -63,6 +64,8 @@ def section_of(run: RunSummary) -> str:
     """The chapter's section of the preset this run ran."""
     if _choice(run, "transfer", "none") != "none" or run.tags.get(names.TRANSFER_STUDY_TAG):
         return TRANSFER
+    if run.params.get("model.kind") == "conv" or _choice(run, "model", "") == "cnn":
+        return CONV
     if hidden_layers(run) >= DEEP_LAYERS or _choice(run, "model", "") == "deep":
         return DEEP
     if _choice(run, "normalization", "none") != "none":
