@@ -198,7 +198,7 @@ def test_compact_deep_form_and_variance_scaling_settings():
         (["data=npz", "data.path=a.npz", "data.test_size=0"], "data.test_size=0 is not allowed: must be >= 1"),
         (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed"),
         (["model.residual=true", "model.residual_every=0"], "model.residual_every=0 is not allowed: must be >= 1"),
-        (["experiment=transfer", "model.residual=true"], "model.residual=True is not allowed: transfer=study reuses a chain of layers"),
+        (["experiment=transfer", "model.residual=true"], "model.residual=True is not allowed: transfer=study reuses a dense net as a chain of layers"),
         (["normalization=layernorm", "normalization.input_bn=true"], "normalization.input_bn=True is not allowed: only normalization=batchnorm uses it"),
         (["optimizer=adamw", "optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1 is not allowed: must be >= 0"),
         (["optimizer=sgd", "optimizer.weight_decay=0.01"], "optimizer.weight_decay=0.01 is not allowed: only optimizer=adamw uses it"),

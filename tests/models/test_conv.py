@@ -151,6 +151,11 @@ def test_prelu_learns_one_slope_per_channel_and_groupnorm_works_in_conv_and_dens
             "normalization.groups=3 is not allowed: must divide every layer's width",
         ),
         (
+            [*TINY, "experiment=transfer", "model=cnn", "transfer.trainable_from=stage_3"],
+            "transfer.trainable_from='stage_3' is not allowed: all, none, a stage stage_1..stage_2"
+            " or a hidden block hidden_01..hidden_09",
+        ),
+        (
             ["normalization=groupnorm", "normalization.groups=7"],
             "normalization.groups=7 is not allowed: must divide every layer's width "
             "(model.hidden has 300",

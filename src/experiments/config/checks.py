@@ -319,11 +319,12 @@ def _check_transfer(cfg: Config) -> None:
     t = cfg.transfer
     if t.name is TransferName.none:
         return
-    if cfg.model.residual:
+    if cfg.model.residual and not cfg.model.is_conv:
         _fail(
             "model.residual",
             True,
-            "transfer=study reuses a chain of layers: use model.residual=false",
+            "transfer=study reuses a dense net as a chain of layers: use model.residual=false "
+            "(or a conv net, model=cnn)",
         )
     classes = list(t.task_b_classes)
     # An npz's classes are known once it is read: the study checks its tasks then.
@@ -349,12 +350,17 @@ def _check_transfer(cfg: Config) -> None:
             "transfer.finetune_epochs", t.finetune_epochs, "freeze + fine-tune epochs must be >= 1"
         )
     _positive("transfer.finetune_learning_rate", t.finetune_learning_rate)
-    n_blocks = cfg.model.num_blocks()
-    if first_unfrozen_block(t.trainable_from, n_blocks) is None and t.trainable_from != "none":
+    n_blocks, stages = cfg.model.num_blocks(), cfg.model.stage_starts()
+    if (
+        first_unfrozen_block(t.trainable_from, n_blocks, stages) is None
+        and t.trainable_from != "none"
+    ):
+        stage_words = f", a stage stage_{min(stages)}..stage_{max(stages)}" if stages else ""
         _fail(
             "transfer.trainable_from",
             t.trainable_from,
-            f"all, none, or a hidden block hidden_01..hidden_{n_blocks:02d} (it and the blocks above unfreeze)",
+            f"all, none{stage_words} or a hidden block hidden_01..hidden_{n_blocks:02d} "
+            "(it and the blocks above unfreeze)",
         )
     if t.source_run_id is not None and not t.source_run_id.strip():
         _fail("transfer.source_run_id", t.source_run_id, "a run id, or null to train model A")

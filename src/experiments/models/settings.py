@@ -81,6 +81,12 @@ class ModelConfig:
             number += count
         return stages
 
+    def stage_starts(self) -> dict[int, int]:
+        """A conv net's stages (1, 2, ... as model.filters lists them; 0: the stem) and
+        the number of the first block of each."""
+        first_stage = 0 if self.stem else 1
+        return {first_stage + i: blocks[0] for i, blocks in enumerate(self.conv_stages())}
+
     def num_blocks(self) -> int:
         """Hidden blocks, as the diagnostics number them: conv blocks, then Dense ones."""
         return sum(len(s) for s in self.conv_stages()) + len(self.hidden_sizes())

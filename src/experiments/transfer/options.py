@@ -5,6 +5,7 @@ Keras-free: the config checks read it before TensorFlow is imported.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from experiments.core.options import Options
@@ -41,7 +42,8 @@ class TransferConfig:
     freeze_epochs: int | None = None
     finetune_epochs: int | None = None
     finetune_learning_rate: float | None = None
-    # Which reused layers unfreeze for fine-tuning: all | none | hidden_NN (that block and above).
+    # Which reused layers unfreeze for fine-tuning: all | none | hidden_NN (that block and
+    # above) | stage_N (a conv net's stage N and above: its first stages stay frozen).
     trainable_from: str | None = None
     # Model A from an earlier run instead of training it: a run id (`source_run_id`, or
     # `source`), or a registered model `models:/<name>@<alias>` (`source`).
@@ -61,11 +63,18 @@ def model_a_source(cfg: TransferConfig) -> tuple[str, str] | None:
     return None
 
 
-def first_unfrozen_block(spec: str, n_blocks: int) -> int | None:
+def first_unfrozen_block(
+    spec: str, n_blocks: int, stage_starts: dict[int, int] | None = None
+) -> int | None:
     """The lowest hidden block (1-based) that fine-tuning trains: 1 for `all` (input BN
-    included), the block's number for `hidden_NN`, None for `none` or an unknown spec."""
+    included), the block's number for `hidden_NN`, the first block of stage N for
+    `stage_N` (a conv net's stages: `stage_starts`, ModelConfig.stage_starts), None for
+    `none` or an unknown spec."""
     if spec == "all":
         return 1
+    stage = re.fullmatch(r"stage_(\d+)", spec)
+    if stage:
+        return (stage_starts or {}).get(int(stage.group(1)))
     parsed = parse_layer_name(spec)
     if parsed and parsed[1] is None and 1 <= parsed[0] <= n_blocks:
         return parsed[0]

@@ -161,17 +161,28 @@ def layer_signature(layer: keras.layers.Layer) -> str:
     return f"{layer.name} {kind}{' ' + shapes if shapes else ''}"
 
 
+def _hidden_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers between the input and the output layer (a graph lists its input too)."""
+    return [layer for layer in model.layers[:-1] if not isinstance(layer, keras.layers.InputLayer)]
+
+
 def check_fits(model: keras.Model, expected: keras.Model, key: str) -> None:
-    """Same input shape, same hidden stack, as many outputs as task A has classes."""
-    if not isinstance(model, keras.Sequential):
-        raise TransferError(f"{key}: model A is a {type(model).__name__}, not a Sequential model")
+    """Same input shape, same hidden stack, as many outputs as task A has classes. The
+    data it was trained on may differ (MNIST digits for a Fashion-MNIST task B): only
+    shapes are checked."""
+    if isinstance(model, keras.Sequential) != isinstance(expected, keras.Sequential):
+        want = "a chain of layers" if isinstance(expected, keras.Sequential) else "a graph"
+        raise TransferError(
+            f"{key}: model A is a {type(model).__name__}, the config builds {want} "
+            "(model.residual must match)"
+        )
     got_shape, want_shape = tuple(model.input_shape[1:]), tuple(expected.input_shape[1:])
     if got_shape != want_shape:
         raise TransferError(
             f"{key}: model A takes inputs of shape {got_shape}, the data's images are {want_shape}"
         )
-    got = [layer_signature(layer) for layer in model.layers[:-1]]
-    want = [layer_signature(layer) for layer in expected.layers[:-1]]
+    got = [layer_signature(layer) for layer in _hidden_layers(model)]
+    want = [layer_signature(layer) for layer in _hidden_layers(expected)]
     if got != want:
         first = next(
             (i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w),

@@ -378,7 +378,7 @@ def b_on_a(study: Study, tasks: Tasks, model_a: keras.Model, holder: str) -> Res
                 )
             )
         if t.finetune_epochs and not (phases and phases[-1].exploded):
-            set_reused_trainable(model, t.trainable_from)
+            set_reused_trainable(model, t.trainable_from, cfg.model.stage_starts())
             phases.append(
                 study.fit_phase(
                     model,
