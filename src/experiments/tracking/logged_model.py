@@ -42,7 +42,8 @@ def save(model, example: np.ndarray, folder: Path, run_id: str) -> Path:
     else:
         plain = keras.Model(model.inputs, model.outputs, name=model.name)
     example = np.asarray(example[:EXAMPLE_ROWS])
-    signature = infer_signature(example, plain.predict(example, verbose=0))
+    # A direct call, not predict(): predict traces a function of its own for three rows.
+    signature = infer_signature(example, np.asarray(plain(example, training=False)))
     shutil.rmtree(folder, ignore_errors=True)
     try:
         # MLflow's Keras flavor writes the input example before it makes the folder.
