@@ -11,13 +11,12 @@ endif
 ARGS ?=
 # Options of the report, e.g. make report REPORT_ARGS="--parent-run <run id>"
 REPORT_ARGS ?=
-# `make study`: every study of the reference notebook as one sweep, then one report of
-# them all. STUDY_EPOCHS=2 shortens every study (model A's training too); STUDY_ARGS adds
-# overrides, e.g. STUDY_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2".
-# The CNN study (docs/conv.md): a small CNN, then a 25-layer conv net plain, with BN, with
-# GroupNorm and with skips (ResNet); the chapter's page gives them a section of their own.
-CNN_STUDY_PRESETS := cnn,cnn_plain_deep,cnn_batchnorm_deep,cnn_groupnorm,resnet_small
-STUDY_PRESETS := leaky_relu,prelu,elu,selu_deep,relu_deep,batchnorm_after,batchnorm_before,clip_value,clip_norm,transfer,residual_deep,layernorm_deep,one_cycle,momentum,nesterov,adamw,$(CNN_STUDY_PRESETS)
+# `make study` (the command `gradlab-study`, src/experiments/sweeps/study.py): every study of the
+# reference notebook as one sweep, then one report of them all. STUDY_EPOCHS=2 shortens
+# every study (model A's training too); STUDY_PRESETS=a,b picks presets (default: the
+# chapter's, then the CNN study's: docs/conv.md); STUDY_ARGS adds overrides, e.g.
+# STUDY_ARGS="hydra/launcher=joblib hydra.launcher.n_jobs=2".
+STUDY_PRESETS ?=
 STUDY_EPOCHS ?=
 STUDY_ARGS ?=
 # STUDY_SEEDS=5 (or SEEDS=5) runs every study over seeds 42..46 in the same sweep; the
@@ -55,11 +54,9 @@ train: setup
 study: setup
 	@case '$(STUDY_SEEDS)' in ''|0*|*[!0-9]*) echo "error: STUDY_SEEDS=$(STUDY_SEEDS): \
 	a number of seeds, 1 or more, is allowed" >&2; exit 2;; esac
-	$(BIN)/python -m experiments.train -m experiment=$(STUDY_PRESETS) \
-		tracking.experiment=notebook-study hydra.sweep.dir=multirun/study \
-		$(if $(STUDY_EPOCHS),training.epochs=$(STUDY_EPOCHS)) \
-		$(if $(filter-out 1,$(STUDY_SEEDS)),'training.seed=range(42,$(shell \
-		expr 42 + $(STUDY_SEEDS) 2>/dev/null))') $(STUDY_ARGS)
+	$(BIN)/python -m experiments.sweeps.study --seeds $(STUDY_SEEDS) \
+		$(if $(STUDY_EPOCHS),--epochs $(STUDY_EPOCHS)) \
+		$(if $(STUDY_PRESETS),--presets $(STUDY_PRESETS)) $(STUDY_ARGS)
 
 # Tests run on every core (pytest-xdist); tests that share one end-to-end sweep run on
 # the same worker (xdist_group), so it is made once.
@@ -73,6 +70,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all

@@ -52,9 +52,7 @@ def sync_folder(folder: Path) -> tuple[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.sync", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="gradlab-sync", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
     args = parser.parse_args(argv)
     # MLflow (through replay) once the arguments are good, as above.

@@ -33,7 +33,7 @@ REPORTS_DIR = "reports"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.report",
+        prog="gradlab-report",
         description="Compare MLflow runs side by side in one HTML page with PNG figures.",
     )
     parser.add_argument(
@@ -97,6 +97,10 @@ def _output_folder(out_dir: Path) -> Path:
     return out_dir
 
 
+def _say_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # One progress bar per run read from a remote artifact store would bury the result.
@@ -105,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out_dir = _output_folder(args.out) if args.out else None
         client = _client(args.tracking_uri)
-        selection = select_runs(client, args.experiment, args.parent_run, args.filter)
+        selection = select_runs(
+            client, args.experiment, args.parent_run, args.filter, say=_say_on_stderr
+        )
         name = f"sweep-{args.parent_run[:8]}" if args.parent_run else selection.experiment
         out_dir = out_dir or _output_folder(Path(REPORTS_DIR) / name.replace("/", "_"))
         report = build_report(selection, out_dir)

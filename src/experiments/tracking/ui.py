@@ -47,9 +47,7 @@ def experiment_id(store_uri: str, experiment: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.tracking.ui", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="gradlab-ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--backend-store-uri", default=None, help="default: ./mlflow.db")
