@@ -70,6 +70,25 @@ def _report(message: str, code: int, job_mode_multirun: bool, error: Exception) 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    # Joblib and the Optuna trial's names: a command that composes no job (`--help`,
+    # `--cfg job`) never loads them.
+    from experiments.runs.job import Job
+    from experiments.sweeps import progress
+
+    job = Job.from_hydra()
+    result = None
+    try:
+        result = _run(cfg, job, multirun)
+    finally:
+        if multirun:  # a job that failed counts as ended too
+            progress.job_ended(job.ended(result))
+    if result.incomplete and not multirun:
+        print(f"error: {result.incomplete}", file=sys.stderr)
+        sys.exit(EXIT_INCOMPLETE)
+    return result.objective
+
+
+def _run(cfg: DictConfig, job, multirun: bool):
     try:
         typed = validate(cfg)
     except ConfigError as e:
@@ -77,16 +96,11 @@ def main(cfg: DictConfig) -> float | None:
     # The run's modules (MLflow among them) only once the config is valid: `--help`,
     # `--cfg job` and a bad value answer without them.
     from experiments.runs import execute
-    from experiments.runs.job import Job
 
     try:
-        result = execute.run(typed, cfg, Job.from_hydra())
+        return execute.run(typed, cfg, job)
     except UserError as e:
         _report(str(e), EXIT_USER, multirun, e)
-    if result.incomplete and not multirun:
-        print(f"error: {result.incomplete}", file=sys.stderr)
-        sys.exit(EXIT_INCOMPLETE)
-    return result.objective
 
 
 def cli() -> None:

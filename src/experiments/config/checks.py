@@ -191,8 +191,8 @@ def check(cfg: Config) -> Config:
     _at_least("training.steps_per_execution", train.steps_per_execution, 1)
     _at_least("training.eval_batch_size", train.eval_batch_size, 1)
     _at_least("training.steps_per_epoch", train.steps_per_epoch, 1)
-    if train.verbose not in (0, 1, 2):
-        _fail("training.verbose", train.verbose, "one of 0, 1, 2")
+    if train.verbose not in (None, 0, 1, 2):
+        _fail("training.verbose", train.verbose, "one of 0, 1, 2, or null (a bar on a terminal)")
 
     _at_least("diagnostics.every_n_epochs", cfg.diagnostics.every_n_epochs, 1)
     _at_least("diagnostics.probe_size", cfg.diagnostics.probe_size, 1)

@@ -48,6 +48,14 @@ HEALTH_REASON_TAG = "gradient_health_reason"
 # --- Sweeps ---
 # How a job learns its sweep's parent run (set in every job through hydra.job.env_set).
 SWEEP_PARENT_ENV = "GRADLAB_SWEEP_PARENT_RUN_ID"
+# A sweep's progress (sweeps.progress): its start (seconds since the epoch), its number
+# of jobs, the file that counts the ended ones, the store of its parent run.
+SWEEP_STARTED_ENV = "GRADLAB_SWEEP_STARTED"
+SWEEP_JOBS_ENV = "GRADLAB_SWEEP_JOBS"
+SWEEP_PROGRESS_FILE_ENV = "GRADLAB_SWEEP_PROGRESS_FILE"
+SWEEP_TRACKING_URI_ENV = "GRADLAB_SWEEP_TRACKING_URI"
+# On the sweep's parent run: the last progress line (sweeps.progress), updated by each job.
+SWEEP_PROGRESS_TAG = "sweep_progress"
 SWEEP_TAG = "sweep"
 # On the sweep's parent run: `skipped.<config hash>` = the earlier run that stood in.
 SKIPPED_TAG_PREFIX = "skipped."

@@ -15,6 +15,7 @@ import math
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ CURVE_KEYS = ("val_accuracy", "loss", "epoch_seconds")
 PROFILE_STATS = ("grad/signal_std", "act/std")
 PAGE_SIZE = 1000
 READ_THREADS = 8
+# Reading runs one by one takes seconds per hundred on a server: say how far it is.
+SAY_EVERY = 200
 
 
 class ReportError(RuntimeError):
@@ -91,9 +94,11 @@ def select_runs(
     experiment: str | None = None,
     parent_run_id: str | None = None,
     filter_string: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Selection:
     """A sweep's children (parent_run_id) or an experiment's runs, optionally filtered.
-    Sweep parent runs themselves are left out: they hold counts, not training."""
+    Sweep parent runs themselves are left out: they hold counts, not training. `say`
+    hears what is read, and how far reading is when there are many runs."""
     if parent_run_id:
         try:
             parent = client.get_run(parent_run_id)
@@ -132,7 +137,9 @@ def select_runs(
     if not runs:
         raise ReportError(f"no runs to report: {source} has none in {client.tracking_uri}")
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
-    return Selection(read_runs(client, runs), source, experiment_name, parent_run_id)
+    if say is not None:
+        say(f"reading {len(runs)} runs of {source} in {client.tracking_uri}")
+    return Selection(read_runs(client, runs, say), source, experiment_name, parent_run_id)
 
 
 def _study_phases(client: MlflowClient, experiment_id: str, runs: list[Run]) -> list[Run]:
@@ -181,13 +188,20 @@ def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) ->
             return found
 
 
-def read_runs(client: MlflowClient, runs: list[Run]) -> list[RunSummary]:
+def read_runs(
+    client: MlflowClient, runs: list[Run], say: Callable[[str], None] | None = None
+) -> list[RunSummary]:
     if sys.is_finalizing() or _threads_shut_down():
         # The report of a sweep that ended on an error is built at interpreter exit,
         # where no thread pool may start: read one run after another.
         return [read_run(client, run) for run in runs]
+    read: list[RunSummary] = []
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        return list(pool.map(lambda run: read_run(client, run), runs))
+        for summary in pool.map(lambda run: read_run(client, run), runs):
+            read.append(summary)
+            if say is not None and len(read) % SAY_EVERY == 0 and len(read) < len(runs):
+                say(f"read {len(read)} of {len(runs)} runs")
+    return read
 
 
 def _threads_shut_down() -> bool:

@@ -39,11 +39,13 @@ PLAIN_ERRORS = (data.DataError, TransferError, OutOfMemory)
 
 @dataclass
 class Result:
-    """A run's final validation accuracy (None if it exploded), and, when some of its
-    records did not reach the store, one line saying where they are."""
+    """A run's final validation accuracy (None if it exploded), how it ended (an MLflow
+    status, or SKIPPED for a config that FINISHED before), and, when some of its records
+    did not reach the store, one line saying where they are."""
 
     val_accuracy: float | None
     incomplete: str | None = None
+    status: str = "FINISHED"
 
     @property
     def objective(self) -> float:
@@ -73,7 +75,8 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
             )
             earlier = resume.finished_run(client, experiment_id, config_hash)
             if earlier is not None:
-                return Result(resume.skip(client, earlier, config_hash, job.parent_run_id))
+                skipped = resume.skip(client, earlier, config_hash, job.parent_run_id)
+                return Result(skipped, status="SKIPPED")
         try:
             job.output_dir, folder = claims.own_output_folder(job.output_dir)
         except OSError as e:
@@ -142,4 +145,4 @@ def _record(
                     value = train(cfg, splits, session, job.trial_reporter())
     except PLAIN_ERRORS as e:
         raise UserError(str(e)) from None
-    return Result(value, session.incomplete_reason())
+    return Result(value, session.incomplete_reason(), session.status or "FINISHED")

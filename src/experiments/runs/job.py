@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from experiments.core import names
 from experiments.core.digest import is_ignored
 from experiments.sweeps import parallelism
+from experiments.sweeps.progress import Ended
 from hydra_plugins.gradlab_optuna_sweeper.job import JobTrial
 
 if TYPE_CHECKING:
@@ -93,6 +94,16 @@ class Job:
             tags[names.OPTUNA_STUDY_TAG] = self.trial.study_name
             tags[names.OPTUNA_TRIAL_TAG] = str(self.trial.number)
         return tags | self.placement
+
+    def ended(self, result) -> Ended:
+        """The job as its sweep's progress counts it; `result` (runs.execute.Result) is
+        None for a job that raised."""
+        return Ended(
+            name=self.run_name,
+            status=result.status if result is not None else "FAILED",
+            value=result.val_accuracy if result is not None else None,
+            trial=self.trial.number if self.trial is not None else None,
+        )
 
     def start_tensorflow(self) -> dict[str, str]:
         """TensorFlow, started with this job's share of threads; its pool sizes as tags."""

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from experiments.config.checks import ConfigError, check_experiment_name
 from experiments.core import names, stopping
 from experiments.paths import CHECKOUT_DIR
+from experiments.sweeps import progress
 from experiments.tracking import resume
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,13 @@ class MlflowSweepCallback(Callback):
             context_tags(tags, description),
         )
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
-        os.environ[names.SWEEP_PARENT_ENV] = self.recorder.run_id
-        pass_env_to_jobs(config, names.SWEEP_PARENT_ENV, self.recorder.run_id)
+        jobs = progress.planned_jobs(config.hydra.sweeper, overrides)
+        for name, value in {
+            names.SWEEP_PARENT_ENV: self.recorder.run_id,
+            **progress.start(self.sweep_dir, jobs, client.tracking_uri),
+        }.items():
+            os.environ[name] = value
+            pass_env_to_jobs(config, name, value)
         self._ended = False
         # Hydra skips on_multirun_end when a job raises; the parent run still gets closed.
         atexit.register(self._end, "FAILED")
@@ -135,7 +141,8 @@ class MlflowSweepCallback(Callback):
         if self.recorder is None or self._ended:
             return None
         self._ended = True
-        os.environ.pop(names.SWEEP_PARENT_ENV, None)
+        for name in progress.ENVIRONMENT:
+            os.environ.pop(name, None)
         try:
             counts = self.child_counts()
             self.recorder.log_metrics({f"children_{k.lower()}": v for k, v in counts.items()})

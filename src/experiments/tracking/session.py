@@ -30,6 +30,7 @@ class RunSession(ResilientRecorder):
     def __init__(self, recorder: RunRecorder, output_dir: Path):
         super().__init__(recorder, output_dir)
         self.ended = False
+        self.status: str | None = None  # as the run ended
         self._system_metrics = None
         # The gradient verdict (runs.lifecycle sets it), and what runs just before the end.
         self.verdict = None
@@ -110,6 +111,7 @@ class RunSession(ResilientRecorder):
         status."""
         if not self.ended:
             self.ended = True
+            self.status = status
             if self._system_metrics is not None:
                 self._system_metrics.finish()
             if self.before_end is not None:

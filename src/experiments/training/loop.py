@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,7 +189,7 @@ def fit(
         validation_data=(splits.x_val, splits.y_val),
         validation_batch_size=training.eval_batch_size,
         callbacks=callbacks,
-        verbose=training.verbose,
+        verbose=training.verbose_on(sys.stdout.isatty()),
     )
     return outcome
 

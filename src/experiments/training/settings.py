@@ -17,4 +17,11 @@ class TrainingConfig:
     jit_compile: bool = False
     # Cap on steps per epoch, for smoke runs on the real data; null means a full epoch.
     steps_per_epoch: int | None = None
-    verbose: int = 2
+    # Keras' output: null is its progress bar on a terminal and one line per epoch in a
+    # log file (`verbose_on`); 0, 1 or 2 as Keras reads them.
+    verbose: int | None = None
+
+    def verbose_on(self, terminal: bool) -> int:
+        if self.verbose is not None:
+            return self.verbose
+        return 1 if terminal else 2

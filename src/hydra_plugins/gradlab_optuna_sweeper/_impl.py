@@ -34,6 +34,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
 from optuna.trial import TrialState
 
+from experiments.core import names
+
 from . import _space
 from ._figures import write_figures
 from ._storage import (
@@ -168,6 +170,7 @@ class StudySweep(Sweeper):
         self.storage_url = storage
         self.study_name = study_name
         self.n_trials = n_trials
+        self.target = n_trials  # n_trials, or the grid's size where that is smaller
         self.n_jobs = n_jobs
         self.max_failure_rate = max_failure_rate
         self.heartbeat_interval = heartbeat_interval
@@ -202,6 +205,7 @@ class StudySweep(Sweeper):
             if target > size:
                 log.info("n_trials %d > %d points on the grid: %d trials", target, size, size)
                 target = size
+        self.target = target
         with storage_errors(self.storage_url):
             storage = open_storage(self.storage_url, self.heartbeat_interval, self.max_retry)
             study = optuna.create_study(
@@ -239,6 +243,8 @@ class StudySweep(Sweeper):
                 [
                     env_override(STORAGE_ENV, self.storage_url),
                     env_override(STUDY_ENV, self.study_name),
+                    # The sweep's progress counts the trials this command runs.
+                    env_override(names.SWEEP_JOBS_ENV, max(target - existing, 0)),
                 ]
             )
         waiting: list[int] = []
@@ -297,6 +303,7 @@ class StudySweep(Sweeper):
                 for trial, ret in zip(trials, returns, strict=True)
                 if (e := self._tell(study, trial, ret))
             ]
+        self._say_best(study)
         if failures and len(failures) / len(returns) > self.max_failure_rate:
             log.error(
                 "%d of %d trials failed (max_failure_rate=%s)",
@@ -306,6 +313,20 @@ class StudySweep(Sweeper):
             )
             for ret in returns:
                 ret.return_value  # noqa: B018  (raises the job's own error, with its traceback)
+
+    def _say_best(self, study: optuna.Study) -> None:
+        """After each batch: trials done of n_trials, and the best value so far."""
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if trials:
+            pick = max if self.direction == "maximize" else min
+            best = pick(trials, key=lambda t: t.value)
+            log.info(
+                "search: %d of %d trials complete; best so far %.4f (trial %d)",
+                len(trials),
+                self.target,
+                best.value,
+                best.number,
+            )
 
     @staticmethod
     @contextmanager
