@@ -7,6 +7,11 @@ SHARED_DATA := $(abspath ../shared/data/fashion-mnist)
 ifneq ($(wildcard $(SHARED_DATA)/train-images-idx3-ubyte.gz),)
 export FASHION_MNIST_DIR ?= $(SHARED_DATA)
 endif
+# The real 10,000-digit MNIST subset the data tests read (data=mnist data.dir=...).
+SHARED_MNIST := $(abspath ../shared/data/mnist-10k)
+ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
+export MNIST_DIR ?= $(SHARED_MNIST)
+endif
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="activation=prelu"
 ARGS ?=
 # Options of the report, e.g. make report REPORT_ARGS="--parent-run <run id>"

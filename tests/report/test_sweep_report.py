@@ -162,3 +162,16 @@ def test_two_configurations_over_two_seeds_are_grouped_judged_and_compared(seede
             assert f"difference {diff:.4f}" in text
     assert text.count(" beats ") == sum(c["significant"] == "True" for c in comparisons)
     assert "Gradient health (tag gradient_health), runs: " in text
+
+
+@pytest.mark.xdist_group("small_sweep")
+def test_the_report_says_what_it_reads_and_how_far_it_is(small_sweep, monkeypatch):
+    from experiments.report import data
+
+    monkeypatch.setattr(data, "SAY_EVERY", 1)
+    said: list[str] = []
+    data.select_runs(small_sweep.client(), "gradient-lab", say=said.append)
+    assert said == [
+        f"reading 2 runs of experiment 'gradient-lab' in {small_sweep.uri}",
+        "read 1 of 2 runs",
+    ]
