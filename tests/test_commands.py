@@ -1,34 +1,32 @@
-"""The installed commands: what pyproject declares is what `python -m experiments` lists,
-each one answers --help, and the training command completes a group's options as
+"""The installed commands: what the installed distribution puts on the PATH is what
+`python -m experiments` lists, each one answers --help, and the training command completes a group's options as
 Hydra's shell completion asks for them."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import subprocess
 import sys
-import tomllib
 
 import pytest
 
 from experiments import __main__ as commands
-from experiments.paths import CHECKOUT_DIR
 from experiments.processes import child_environment
 from experiments.training.settings import TrainingConfig
 
-pytestmark = pytest.mark.skipif(CHECKOUT_DIR is None, reason="reads the checkout's pyproject")
-
 
 def declared() -> dict[str, str]:
-    with open(CHECKOUT_DIR / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["project"]["scripts"]
+    """The console scripts of the installed gradient-lab (pyproject's [project.scripts])."""
+    found = importlib.metadata.distribution("gradient-lab").entry_points
+    return {e.name: e.value for e in found if e.group == "console_scripts"}
 
 
 def test_python_m_experiments_lists_every_declared_command(capsys):
     assert commands.main() == 0
     listed = capsys.readouterr().out
     scripts = declared()
-    assert [name for name, _, _ in commands.COMMANDS] == list(scripts)
+    assert sorted(name for name, _, _ in commands.COMMANDS) == sorted(scripts)
     for name, module, _ in commands.COMMANDS:
         assert f"{name} " in listed and f"python -m {module}" in listed
         # The script's target and `python -m <module>` are the same program.

@@ -40,9 +40,7 @@ def test_each_ended_job_is_one_line_with_count_best_and_estimate(started, capsys
     ]
     assert capsys.readouterr().err.splitlines() == lines
     assert all(LINE.match(line) for line in lines), lines
-    assert [LINE.match(line).group(1, 2) for line in lines] == [
-        (str(k), "4") for k in range(1, 5)
-    ]
+    assert [LINE.match(line).group(1, 2) for line in lines] == [(str(k), "4") for k in range(1, 5)]
     assert "best so far" not in lines[0]  # one job: nothing to compare
     assert "best so far 0.8500" in lines[3] and "selu SKIPPED, val_accuracy 0.8200" in lines[3]
     # 60 s for 1 job of 4: about 3 minutes left; none after the last.

@@ -40,7 +40,7 @@ def seed_override(output: str) -> list[int] | None:
 def test_seeds_add_one_sweep_axis_from_the_default_seed(args, seeds, capsys):
     study.main([*args, "--dry-run"])
     line = capsys.readouterr().out
-    assert line.startswith("gradlab-train -m experiment=" + ",".join(study.CHAPTER_PRESETS))
+    assert line.startswith("gradlab-train -m experiment=" + ",".join(study.STUDY_PRESETS))
     assert seed_override(line) == seeds
 
 

@@ -1,6 +1,7 @@
 """The whole chapter as one sweep (`gradlab-study`, `make study`): every study of the
-reference notebook as a preset, over one or more seeds, then one report of them all
-(on the sweep's parent run and in <sweep folder>/report/report.html).
+reference notebook as a preset, and the CNN study after them, over one or more seeds,
+then one report of them all (on the sweep's parent run and in
+<sweep folder>/report/report.html).
 
     gradlab-study [--epochs N] [--seeds N] [--presets a,b,...] [--sweep-dir DIR]
                   [--experiment NAME] [--dry-run] [hydra overrides ...]
