@@ -64,8 +64,8 @@ study: setup
 		$(if $(STUDY_PRESETS),--presets $(STUDY_PRESETS)) $(STUDY_ARGS)
 
 # Tests run on every core (pytest-xdist); tests that share one end-to-end sweep run on
-# the same worker (xdist_group), so it is made once.
-PYTEST_PARALLEL ?= -n auto --dist loadgroup
+# the same worker (xdist_group), so it is made once. The 12 slowest are listed at the end.
+PYTEST_PARALLEL ?= -n auto --dist loadgroup --durations=12
 
 test: setup
 	$(BIN)/pytest -q $(PYTEST_PARALLEL)
