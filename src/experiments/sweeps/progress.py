@@ -54,15 +54,19 @@ class Ended:
 
 def start(sweep_dir: Path, jobs: int | None, tracking_uri: str) -> dict[str, str]:
     """A new count in `sweep_dir` (a sweep started again there counts from zero); the
-    environment every job gets so that it can say how far the sweep is."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    counter = (sweep_dir / FILE).resolve()
-    counter.write_text("")
+    environment every job gets so that it can say how far the sweep is. A folder that
+    cannot be written counts nothing: the sweep itself says why it cannot run there."""
     env = {
         names.SWEEP_STARTED_ENV: f"{time.time():.3f}",
-        names.SWEEP_PROGRESS_FILE_ENV: str(counter),
         names.SWEEP_TRACKING_URI_ENV: tracking_uri,
     }
+    counter = (sweep_dir / FILE).resolve()
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        counter.write_text("")
+        env[names.SWEEP_PROGRESS_FILE_ENV] = str(counter)
+    except OSError as e:
+        log.debug("sweep progress not counted in %s: %s", sweep_dir, e)
     if jobs:
         env[names.SWEEP_JOBS_ENV] = str(jobs)
     return env
