@@ -68,7 +68,7 @@ def _report(message: str, code: int, job_mode_multirun: bool, error: Exception) 
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | dict[str, float | None] | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     # Joblib and the Optuna trial's names: a command that composes no job (`--help`,
     # `--cfg job`) never loads them.
@@ -85,7 +85,7 @@ def main(cfg: DictConfig) -> float | None:
     if result.incomplete and not multirun:
         print(f"error: {result.incomplete}", file=sys.stderr)
         sys.exit(EXIT_INCOMPLETE)
-    return result.objective
+    return job.returned(result)
 
 
 def _run(cfg: DictConfig, job, multirun: bool):

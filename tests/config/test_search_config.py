@@ -12,7 +12,8 @@ def test_the_optuna_search_maximizes_val_accuracy_over_the_deep_net():
     cfg = compose(["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("gradlab_optuna_sweeper.optuna_sweeper.OptunaStudySweeper")
-    assert sweeper.direction.name == "maximize"
+    assert sweeper.direction == "maximize"
+    assert list(sweeper.objectives) == ["val_accuracy"] and sweeper.seeds_per_trial == 1
     assert sweeper.study_name == "gradient-lab"  # the MLflow experiment's
     assert sweeper.storage is None  # optuna.db in the launch folder
     assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"

@@ -65,6 +65,11 @@ OPTUNA_TRIAL_TAG = "optuna_trial"
 TRIAL_STATE_TAG = "trial_state"
 TRIAL_PRUNED = "pruned"
 PRUNED_EPOCH_TAG = "pruned_epoch"
+# On a search's parent run: the trials of the Pareto front (several objectives), and the
+# best trial's statistics over its seeds (hydra.sweeper.seeds_per_trial > 1).
+PARETO_FRONT_TAG = "pareto_front_trials"
+BEST_SEEDS_METRICS = ("mean", "std", "interval_low", "interval_high", "n")
+BEST_SEEDS_PREFIX = "best_seeds_"
 
 # --- The transfer study ---
 TRANSFER_STUDY_TAG = "transfer_study"

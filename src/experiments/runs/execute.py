@@ -7,8 +7,9 @@ study. TensorFlow starts only after the data and the net's size are known to be 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
 
@@ -20,7 +21,7 @@ from experiments.errors import UserError
 from experiments.paths import CHECKOUT_DIR
 from experiments.runs import lifecycle
 from experiments.runs.job import Job
-from experiments.sweeps.objective import objective
+from experiments.sweeps.objective import MONITOR, objective, objectives
 from experiments.tracking import resume, store
 from experiments.tracking.orphans import process_tags
 from experiments.training.memory import (
@@ -46,11 +47,17 @@ class Result:
     val_accuracy: float | None
     incomplete: str | None = None
     status: str = "FINISHED"
+    # Each metric the run logged, at its last step.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def objective(self) -> float:
         """What an optimizing sweeper sees (sweeps.objective)."""
         return objective(self.val_accuracy)
+
+    def objectives(self, wanted: Sequence[str]) -> dict[str, float | None]:
+        """What a search of several objectives sees (sweeps.objective)."""
+        return objectives(self.val_accuracy, self.metrics, wanted)
 
 
 def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
@@ -76,7 +83,7 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
             earlier = resume.finished_run(client, experiment_id, config_hash)
             if earlier is not None:
                 skipped = resume.skip(client, earlier, config_hash, job.parent_run_id)
-                return Result(skipped, status="SKIPPED")
+                return Result(skipped.get(MONITOR), status="SKIPPED", metrics=skipped)
         try:
             job.output_dir, folder = claims.own_output_folder(job.output_dir)
         except OSError as e:
@@ -145,4 +152,6 @@ def _record(
                     value = train(cfg, splits, session, job.trial_reporter())
     except PLAIN_ERRORS as e:
         raise UserError(str(e)) from None
-    return Result(value, session.incomplete_reason(), session.status or "FINISHED")
+    return Result(
+        value, session.incomplete_reason(), session.status or "FINISHED", session.final_metrics
+    )

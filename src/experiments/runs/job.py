@@ -7,6 +7,7 @@ of the sweep around it comes through here.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from hydra.types import RunMode
 from experiments.core import names
 from experiments.core.digest import is_ignored
 from experiments.sweeps import parallelism
+from experiments.sweeps.objective import DEFAULT_OBJECTIVES
 from experiments.sweeps.progress import Ended
 from hydra_plugins.gradlab_optuna_sweeper.job import JobTrial
 
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
 
 # Groups whose choices name a run, in this order (a preset's name replaces them).
 NAME_GROUPS = ("activation", "init", "normalization", "clipping", "optimizer")
+
+
+def searched(objectives: Any) -> list[str] | None:
+    """A search's objectives, None where it optimizes val_accuracy alone."""
+    if isinstance(objectives, str):
+        objectives = [objectives]
+    found = [str(o) for o in objectives] if isinstance(objectives, Sequence) else []
+    return None if not found or tuple(found) == DEFAULT_OBJECTIVES else found
 
 
 @dataclass
@@ -42,6 +52,11 @@ class Job:
     # The Optuna trial this job is, and the search's pruner config; None outside a search.
     trial: JobTrial | None = None
     pruner: Any = None
+    # Runs of the trial's configuration, one per seed: with several, no seed reports to
+    # the pruner (docs/sweeps.md, seeds per trial).
+    seeds_per_trial: int = 1
+    # What the search optimizes, when it is more or other than val_accuracy alone.
+    objectives: list[str] | None = None
 
     @classmethod
     def from_hydra(cls) -> Job:
@@ -62,6 +77,8 @@ class Job:
             placement=parallelism.placement_tags(),
             trial=JobTrial.from_env_set(hc.job.get("env_set")),
             pruner=hc.sweeper.get("pruner"),
+            seeds_per_trial=int(hc.sweeper.get("seeds_per_trial") or 1),
+            objectives=searched(hc.sweeper.get("objectives")),
         )
 
     @property
@@ -109,9 +126,16 @@ class Job:
         """TensorFlow, started with this job's share of threads; its pool sizes as tags."""
         return parallelism.start_tensorflow(self.threads)
 
+    def returned(self, result) -> float | dict[str, float | None]:
+        """What the job hands its sweeper: the objective, or each of several."""
+        if self.objectives is None:
+            return result.objective
+        return result.objectives(self.objectives)
+
     def trial_reporter(self) -> TrialReporter | None:
-        """The Keras callback that reports to this job's trial; None outside a search."""
-        if self.trial is None:
+        """The Keras callback that reports to this job's trial; None outside a search,
+        and for a trial run over several seeds (its pruning is off)."""
+        if self.trial is None or self.seeds_per_trial > 1:
             return None
         # Keras (the reporter is a Keras callback): imported once training is sure.
         from experiments.sweeps.pruning import TrialReporter

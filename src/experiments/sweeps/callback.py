@@ -121,6 +121,20 @@ class MlflowSweepCallback(Callback):
             self.recorder.log_metrics({"best_value": float(found.best_value)})
             best = {f"best.{k}": str(v) for k, v in (found.get("best_params") or {}).items()}
             self.recorder.set_tags(best)
+        seeds = found.get("best_seeds")
+        if seeds is not None:  # the best trial's first objective, over its seeds
+            first = seeds[found.objectives[0]]
+            low, high = first.interval
+            stats = (first.mean, first.std, low, high, seeds.n)
+            self.recorder.log_metrics(
+                {
+                    names.BEST_SEEDS_PREFIX + k: float(v)
+                    for k, v in zip(names.BEST_SEEDS_METRICS, stats, strict=True)
+                }
+            )
+        if found.get("pareto_front"):
+            front = ",".join(str(t.trial) for t in found.pareto_front)
+            self.recorder.set_tags({names.PARETO_FRONT_TAG: front})
         self._log_study(found, results.parent / "search")
 
     def _log_study(self, found: DictConfig, figures: Path) -> None:

@@ -151,8 +151,8 @@ def planned_jobs(sweeper, task_overrides: list[str]) -> int | None:
     """How many jobs the sweep will launch: an optimizing sweeper's `n_trials`, or the
     basic sweeper's cross product of its params and the command line's sweeps (counted
     as it counts them); None for a sweeper that says neither."""
-    if sweeper.get("n_trials") is not None:
-        return int(sweeper.n_trials)
+    if sweeper.get("n_trials") is not None:  # each trial a job per seed
+        return int(sweeper.n_trials) * int(sweeper.get("seeds_per_trial") or 1)
     if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return None
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]

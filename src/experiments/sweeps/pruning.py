@@ -15,10 +15,10 @@ import keras
 from hydra.utils import instantiate
 
 from experiments.core import names
+from experiments.sweeps.objective import MONITOR
 from hydra_plugins.gradlab_optuna_sweeper.job import JobTrial
 
 log = logging.getLogger(__name__)
-MONITOR = "val_accuracy"
 
 
 class TrialReporter(keras.callbacks.Callback):

@@ -60,6 +60,8 @@ class ResilientRecorder:
         self.status: str | None = None  # the status the run was ended with
         self._records_spilled = False
         self._next_try = 0.0
+        # Each metric's value at its latest step: what an optimizing sweeper reads back.
+        self._final: dict[str, tuple[int, float]] = {}
 
     @property
     def run_id(self) -> str:
@@ -87,12 +89,20 @@ class ResilientRecorder:
         self._send("params", {"params": params}, lambda: self.recorder.log_params(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        for key, value in metrics.items():
+            if step >= self._final.get(key, (step, 0.0))[0]:
+                self._final[key] = (step, float(value))
         measured = int(time.time() * 1000)
         self._send(
             "metrics",
             {"step": step, "metrics": metrics, "time_ms": measured},
             lambda: self.recorder.log_metrics(metrics, step=step, timestamp_ms=measured),
         )
+
+    @property
+    def final_metrics(self) -> dict[str, float]:
+        """Each metric logged, at its latest step (whether or not the store has it)."""
+        return {key: value for key, (_, value) in self._final.items()}
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self._send("tags", {"tags": tags}, lambda: self.recorder.set_tags(tags))

@@ -27,9 +27,9 @@ def finished_run(client, experiment_id: str, digest: str):
     return found[0] if found else None
 
 
-def skip(client, earlier, digest: str, parent_run_id: str | None) -> float | None:
+def skip(client, earlier, digest: str, parent_run_id: str | None) -> dict[str, float]:
     """Notes the skip on the sweep's parent run and returns the earlier run's final
-    val_accuracy, so an optimizing sweeper still sees this config's value."""
+    metrics, so an optimizing sweeper still sees this config's values."""
     run_id = earlier.info.run_id
     log.info(
         "skipped: this config already FINISHED in run %s (%s); "
@@ -39,7 +39,7 @@ def skip(client, earlier, digest: str, parent_run_id: str | None) -> float | Non
     )
     if parent_run_id:
         client.set_tag(parent_run_id, names.SKIPPED_TAG_PREFIX + digest, run_id)
-    return earlier.data.metrics.get("val_accuracy")
+    return dict(earlier.data.metrics)
 
 
 def skipped_count(parent_run) -> int:

@@ -10,7 +10,10 @@ what a persistent study needs on top:
   died is failed and retried with the same parameters by whoever looks next, also one
   that never got a beat (`_storage.StudyStorage`), so no wait is without an end;
 - a job learns its trial through its environment (`job.JobTrial`), reports per-epoch
-  values and may end its trial PRUNED itself; the sweeper then leaves that trial as it is.
+  values and may end its trial PRUNED itself; the sweeper then leaves that trial as it is;
+- a trial may run its configuration over several seeds (`_seeds`), all launched in the
+  trial's batch, and be told a statistic of theirs; a search may have several objectives
+  (the study's metric names), whose Pareto front the results file lists.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,13 @@ from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, read_write
+from hydra.utils import get_method
+from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 from optuna.trial import TrialState
 
 from experiments.core import names
 
-from . import _space
+from . import _seeds, _space
 from ._figures import write_figures
 from ._storage import (
     SQLITE_LOCK_WAIT_S,
@@ -52,6 +56,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DB = "optuna.db"
 RESULTS_FILE = "optimization_results.yaml"
+# The config key a trial over several seeds sets for each of them.
+SEED_KEY = "training.seed"
+DIRECTIONS = ("minimize", "maximize")
 
 
 class SweeperConfigError(HydraException, ValueError):
@@ -61,6 +68,28 @@ class SweeperConfigError(HydraException, ValueError):
 
 def _direction(direction: Any) -> str:
     return getattr(direction, "name", None) or str(direction)
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple | ListConfig) else [value]
+
+
+def _shown(values: Sequence[Any]) -> str:
+    return f"[{','.join(map(str, values))}]"
+
+
+def auto_sampler(n_objectives: int, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """`hydra/sweeper/sampler=auto`, the default: TPE as `tpe` configures it for one
+    objective, NSGA-II for several."""
+    from dataclasses import asdict
+
+    from .config import TPESamplerConfig
+
+    if n_objectives > 1:
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    settings = asdict(TPESamplerConfig(seed=seed))
+    settings.pop("_target_")
+    return optuna.samplers.TPESampler(**settings)
 
 
 def counted(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
@@ -149,6 +178,10 @@ class StudySweep(Sweeper):
         max_retry: int | None,
         figures: bool,
         params: DictConfig | None,
+        objectives: Sequence[str] = ("val_accuracy",),
+        seeds_per_trial: int = 1,
+        seed_statistic: str = "mean",
+        custom_search_space: str | None = None,
     ) -> None:
         if not 0.0 <= max_failure_rate <= 1.0:
             raise SweeperConfigError(
@@ -159,14 +192,42 @@ class StudySweep(Sweeper):
             ("n_trials", n_trials),
             ("n_jobs", n_jobs),
             ("heartbeat_interval", heartbeat_interval),
+            ("seeds_per_trial", seeds_per_trial),
         ):
             if value < 1:
                 raise SweeperConfigError(
                     f"hydra.sweeper.{key}={value} is not allowed: must be >= 1"
                 )
+        self.objectives = [str(o) for o in _listed(objectives)]
+        self.directions = [_direction(d) for d in _listed(direction)]
+        self._check_objectives()
+        if seed_statistic not in _seeds.STATISTICS:
+            raise SweeperConfigError(
+                f"hydra.sweeper.seed_statistic={seed_statistic} is not allowed: must be "
+                + " or ".join(_seeds.STATISTICS)
+            )
+        if seed_statistic != "mean" and seeds_per_trial < 2:
+            raise SweeperConfigError(
+                f"hydra.sweeper.seed_statistic={seed_statistic} is not allowed with "
+                f"hydra.sweeper.seeds_per_trial={seeds_per_trial}: an interval needs >= 2 seeds"
+            )
+        self.extend = None
+        if custom_search_space:
+            try:
+                self.extend = get_method(custom_search_space)
+            except Exception as e:  # Hydra's words name the module or attribute it missed
+                said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SweeperConfigError(
+                    f"hydra.sweeper.custom_search_space={custom_search_space} is not allowed: "
+                    f"{said}; give the dotted path of a function (cfg, trial)"
+                ) from None
+        self.seeds_per_trial = seeds_per_trial
+        self.seed_statistic = seed_statistic
+        self.seeds: list[int] = []  # each trial's seeds; none: one job, the config's seed
         self.sampler = sampler
         self.pruner = pruner
-        self.direction = _direction(direction)
+        # One objective's direction, as the results file and the log say it.
+        self.direction = self.directions[0] if len(self.directions) == 1 else None
         self.storage_url = storage
         self.study_name = study_name
         self.n_trials = n_trials
@@ -178,6 +239,25 @@ class StudySweep(Sweeper):
         self.figures = figures
         self.params = params
         self.job_idx = 0
+
+    def _check_objectives(self) -> None:
+        objectives, directions = self.objectives, self.directions
+        if not objectives or len(set(objectives)) < len(objectives) or not all(objectives):
+            raise SweeperConfigError(
+                f"hydra.sweeper.objectives={_shown(objectives)} is not allowed: must name "
+                "one or more distinct final metrics (default [val_accuracy])"
+            )
+        wrong = [d for d in directions if d not in DIRECTIONS]
+        if wrong:
+            raise SweeperConfigError(
+                f"hydra.sweeper.direction={wrong[0]} is not allowed: must be minimize or "
+                "maximize (a list of them, one per objective, for several)"
+            )
+        if len(directions) != len(objectives):
+            raise SweeperConfigError(
+                f"hydra.sweeper.direction={_shown(directions)} is not allowed with "
+                f"hydra.sweeper.objectives={_shown(objectives)}: give one direction per objective"
+            )
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -197,14 +277,18 @@ class StudySweep(Sweeper):
         space, fixed = _space.parse(
             [f"{k}={v}" for k, v in (self.params or {}).items()] + arguments
         )
+        self._seed_space(space, fixed)
         target = self.n_trials
-        if isinstance(self.sampler, functools.partial):  # the grid sampler, built here
-            grid = _space.grid(space)
-            self.sampler = self.sampler(grid)
-            size = math.prod(len(v) for v in grid.values())
-            if target > size:
-                log.info("n_trials %d > %d points on the grid: %d trials", target, size, size)
-                target = size
+        if isinstance(self.sampler, functools.partial):  # built here, once the space is known
+            if self.sampler.func is auto_sampler:
+                self.sampler = self.sampler(len(self.objectives))
+            else:  # the grid sampler
+                grid = _space.grid(space)
+                self.sampler = self.sampler(grid)
+                size = math.prod(len(v) for v in grid.values())
+                if target > size:
+                    log.info("n_trials %d > %d points on the grid: %d trials", target, size, size)
+                    target = size
         self.target = target
         with storage_errors(self.storage_url):
             storage = open_storage(self.storage_url, self.heartbeat_interval, self.max_retry)
@@ -213,16 +297,11 @@ class StudySweep(Sweeper):
                 storage=storage,
                 sampler=self.sampler,
                 pruner=self.pruner,
-                direction=self.direction,
+                directions=self.directions,
                 load_if_exists=True,
             )
             existing = counted(study.get_trials(deepcopy=False))
-        if study.direction.name.lower() != self.direction:
-            raise SweeperConfigError(
-                f"study {self.study_name!r} in {shown(self.storage_url)} was created to "
-                f"{study.direction.name.lower()}, not to {self.direction}: set "
-                "hydra.sweeper.study_name to start another study"
-            )
+            self._check_study(study)
         if existing:
             # A sampler seeded like the worker that began the study would propose its
             # points again (a resumed run, a second worker): this one draws its own.
@@ -231,12 +310,26 @@ class StudySweep(Sweeper):
             "Optuna study %r in %s: %s, %s, %s; %d of %d trials there already",
             self.study_name,
             shown(self.storage_url),
-            self.direction,
+            ", ".join(f"{d} {o}" for d, o in zip(self.directions, self.objectives, strict=True)),
             type(study.sampler).__name__,
             type(study.pruner).__name__,
             existing,
             target,
         )
+        if self.seeds:
+            log.info(
+                "each trial over %d seeds (%s=%s), told their %s",
+                len(self.seeds),
+                SEED_KEY,
+                ",".join(map(str, self.seeds)),
+                self.seed_statistic,
+            )
+            if not isinstance(study.pruner, optuna.pruners.NopPruner):
+                log.warning(
+                    "pruning is off with hydra.sweeper.seeds_per_trial=%d: no seed reports to %s",
+                    len(self.seeds),
+                    type(study.pruner).__name__,
+                )
         # Every job opens the study by these (its trial number comes with the job).
         with read_write(self.config.hydra.overrides.hydra):
             self.config.hydra.overrides.hydra.extend(
@@ -244,7 +337,10 @@ class StudySweep(Sweeper):
                     env_override(STORAGE_ENV, self.storage_url),
                     env_override(STUDY_ENV, self.study_name),
                     # The sweep's progress counts the trials this command runs.
-                    env_override(names.SWEEP_JOBS_ENV, max(target - existing, 0)),
+                    env_override(
+                        names.SWEEP_JOBS_ENV,
+                        max(target - existing, 0) * max(len(self.seeds), 1),
+                    ),
                 ]
             )
         waiting: list[int] = []
@@ -275,6 +371,49 @@ class StudySweep(Sweeper):
         with storage_errors(self.storage_url):
             self._write_results(study, target)
 
+    def _seed_space(self, space: dict, fixed: dict) -> None:
+        """Each trial's seeds: from the seed the command line or params fix, else the
+        config's; that seed leaves `fixed`, since every seed's job sets its own."""
+        if self.seeds_per_trial == 1:
+            return
+        if SEED_KEY in space:
+            raise SweeperConfigError(
+                f"hydra.sweeper.seeds_per_trial={self.seeds_per_trial} sets {SEED_KEY} for "
+                f"each seed: {SEED_KEY} cannot also be searched"
+            )
+        base = fixed.pop(SEED_KEY, None)
+        if base is None:
+            base = OmegaConf.select(self.config, SEED_KEY, default=0)
+        try:
+            base = int(base)
+        except (TypeError, ValueError):
+            raise SweeperConfigError(
+                f"{SEED_KEY}={base} is not allowed with hydra.sweeper.seeds_per_trial: "
+                "must be an integer, the first seed"
+            ) from None
+        self.seeds = _seeds.seeds(base, self.seeds_per_trial)
+
+    def _check_study(self, study: optuna.Study) -> None:
+        """A study stored earlier is continued only for the same directions and objectives."""
+        made = [d.name.lower() for d in study.directions]
+        if made != self.directions:
+            raise SweeperConfigError(
+                f"study {self.study_name!r} in {shown(self.storage_url)} was created to "
+                f"{', '.join(made)}, not to {', '.join(self.directions)}: set "
+                "hydra.sweeper.study_name to start another study"
+            )
+        with quiet():  # metric names are experimental in Optuna
+            if study.metric_names is None:
+                if not study.get_trials(deepcopy=False):
+                    study.set_metric_names(self.objectives)
+                return  # a study of an earlier version: its objective is not on record
+            if list(study.metric_names) != self.objectives:
+                raise SweeperConfigError(
+                    f"study {self.study_name!r} in {shown(self.storage_url)} was created for "
+                    f"objectives {_shown(study.metric_names)}, not {_shown(self.objectives)}: "
+                    "set hydra.sweeper.study_name to start another study"
+                )
+
     @staticmethod
     def _fail_stale(study: optuna.Study) -> None:
         with quiet():
@@ -290,43 +429,58 @@ class StudySweep(Sweeper):
                     trials.append(trial)
                     heartbeat.add(trial)
                 for trial in trials:
-                    params = {**_space.suggest(trial, space), **fixed}
-                    overrides.append(
-                        tuple(f"{k}={v}" for k, v in params.items())
-                        + (env_override(TRIAL_ENV, trial.number),)
-                    )
+                    params = _space.suggest(trial, space, fixed, self.extend, self.config)
+                    shared = tuple(f"{k}={v}" for k, v in params.items())
+                    shared += (env_override(TRIAL_ENV, trial.number),)
+                    # Every seed of every trial in one launch: a parallel launcher runs them
+                    # side by side.
+                    for seed in self.seeds or [None]:
+                        own = () if seed is None else (f"{SEED_KEY}={seed}",)
+                        overrides.append(shared + own)
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         self.job_idx += len(returns)
+        per_trial = max(len(self.seeds), 1)
         with storage_errors(self.storage_url):
             failures = [
                 e
-                for trial, ret in zip(trials, returns, strict=True)
-                if (e := self._tell(study, trial, ret))
+                for i, trial in enumerate(trials)
+                if (e := self._tell(study, trial, returns[i * per_trial : (i + 1) * per_trial]))
             ]
         self._say_best(study)
-        if failures and len(failures) / len(returns) > self.max_failure_rate:
+        if failures and len(failures) / len(trials) > self.max_failure_rate:
             log.error(
                 "%d of %d trials failed (max_failure_rate=%s)",
                 len(failures),
-                len(returns),
+                len(trials),
                 self.max_failure_rate,
             )
             for ret in returns:
                 ret.return_value  # noqa: B018  (raises the job's own error, with its traceback)
 
     def _say_best(self, study: optuna.Study) -> None:
-        """After each batch: trials done of n_trials, and the best value so far."""
+        """After each batch: trials done of n_trials, and the best value so far (the
+        Pareto front's trials for several objectives)."""
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if trials:
-            pick = max if self.direction == "maximize" else min
-            best = pick(trials, key=lambda t: t.value)
+        if not trials:
+            return
+        if self.direction is None:
             log.info(
-                "search: %d of %d trials complete; best so far %.4f (trial %d)",
+                "search: %d of %d trials complete; Pareto front so far: trial(s) %s",
                 len(trials),
                 self.target,
-                best.value,
-                best.number,
+                ", ".join(str(t.number) for t in sorted(study.best_trials, key=_number)),
             )
+            return
+        pick = max if self.direction == "maximize" else min
+        best = pick(trials, key=lambda t: t.value)
+        log.info(
+            "search: %d of %d trials complete; best so far %.4f (trial %d%s)",
+            len(trials),
+            self.target,
+            best.value,
+            best.number,
+            _over_seeds(best, self.objectives[0]),
+        )
 
     @staticmethod
     @contextmanager
@@ -346,26 +500,72 @@ class StudySweep(Sweeper):
                     log.warning("trial %d left RUNNING: %s", trial.number, e)
             raise
 
-    def _tell(self, study, trial, ret) -> Exception | None:
-        """Tells the study the job's value; returns the error of a trial that failed."""
-        try:
-            value = float(ret.return_value)
-            if math.isnan(value):
-                raise ValueError("the job returned NaN")
-        except Exception as e:
+    def _tell(self, study, trial, rets: Sequence[Any]) -> Exception | None:
+        """Tells the study the value of the trial's jobs (one per seed); returns the error
+        of a trial that failed. A trial fails when any of its seeds does: a statistic
+        over the seeds that happened to run would compare unlike with like."""
+        per_seed, errors = [], []
+        for seed, ret in zip(self.seeds or [None], rets, strict=True):
+            try:
+                per_seed.append(self._values(ret))
+            except Exception as e:
+                errors.append((seed, e))
+        if errors:
+            seed, error = errors[0]
+            if seed is not None:
+                trial.set_user_attr("failed_seeds", [s for s, _ in errors])
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            log.warning("trial %d failed: %s", trial.number, e)
-            return e
+            where = "" if seed is None else f" ({len(errors)} of {len(rets)} seeds; seed {seed})"
+            log.warning("trial %d failed%s: %s", trial.number, where, error)
+            return error
         if finished(study, trial):  # pruned: the job told the study itself
             return None
+        values = per_seed[0]
+        if self.seeds:
+            trial.set_user_attr("n", len(self.seeds))
+            trial.set_user_attr("seeds", list(self.seeds))
+            values = []
+            for k, (objective, direction) in enumerate(
+                zip(self.objectives, self.directions, strict=True)
+            ):
+                found = [v[k] for v in per_seed]
+                summary = _seeds.Summary.of(found)
+                for key, value in summary.attrs(objective).items():
+                    trial.set_user_attr(key, value)
+                trial.set_user_attr(f"{objective}.values", found)
+                values.append(summary.value(self.seed_statistic, direction))
         try:
-            study.tell(trial, value)
+            study.tell(trial, values)
         except RuntimeError as e:
             # The grid sampler stops the study once every point is asked for, which Optuna
             # only allows inside study.optimize; the trial itself is stored.
             if "Study.stop" not in str(e):
                 raise
         return None
+
+    def _values(self, ret) -> list[float]:
+        """One job's value of each objective; raises the job's error, or says what the
+        value lacks."""
+        returned = ret.return_value
+        if isinstance(returned, Mapping):
+            found = [returned.get(name) for name in self.objectives]
+        elif len(self.objectives) > 1:
+            raise ValueError(f"the job returned one value for {len(self.objectives)} objectives")
+        else:
+            found = [returned]
+        values = []
+        for name, value in zip(self.objectives, found, strict=True):
+            if value is None:
+                raise ValueError(f"the run logged no {name} (or its training exploded)")
+            value = float(value)
+            if math.isnan(value):
+                raise ValueError(
+                    "the job returned NaN"
+                    if len(self.objectives) == 1
+                    else f"the job returned NaN for {name}"
+                )
+            values.append(value)
+        return values
 
     def _write_results(self, study: optuna.Study, target: int) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -374,19 +574,44 @@ class StudySweep(Sweeper):
             "name": "optuna",
             "study_name": self.study_name,
             "storage": shown(self.storage_url),
-            "direction": self.direction,
+            "direction": self.direction or list(self.directions),
+            "objectives": list(self.objectives),
             "n_trials": target,
             "trials": dict(states),
         }
+        if self.seeds:
+            results |= {"seeds_per_trial": len(self.seeds), "seed_statistic": self.seed_statistic}
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if complete:
+        if complete and self.direction is not None:
             best = study.best_trial
             results |= {
                 "best_trial": best.number,
                 "best_params": best.params,
                 "best_value": best.value,
             }
-            log.info("best trial %d: %s = %s", best.number, best.params, best.value)
+            if self.seeds:
+                results["best_seeds"] = _seed_stats(best, self.objectives)
+            log.info(
+                "best trial %d: %s = %s%s",
+                best.number,
+                best.params,
+                best.value,
+                _over_seeds(best, self.objectives[0]),
+            )
+        elif complete:
+            front = sorted(study.best_trials, key=_number)
+            results["pareto_front"] = [
+                {
+                    "trial": t.number,
+                    "params": t.params,
+                    "values": dict(zip(self.objectives, t.values, strict=True)),
+                    **({"seeds": _seed_stats(t, self.objectives)} if self.seeds else {}),
+                }
+                for t in front
+            ]
+            log.info("Pareto front: %d trial(s)", len(front))
+            for t in front:
+                log.info("    trial %d: %s, %s", t.number, t.values, t.params)
         log.info(
             "study %r: %s",
             self.study_name,
@@ -395,4 +620,31 @@ class StudySweep(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / RESULTS_FILE)
         if self.figures and complete:
-            write_figures(study, self.sweep_dir / "search")
+            write_figures(study, self.sweep_dir / "search", self.objectives)
+
+
+def _number(trial: optuna.trial.FrozenTrial) -> int:
+    return trial.number
+
+
+def _seed_stats(trial: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> dict[str, Any]:
+    """A trial's statistics over its seeds, as the results file lists them."""
+    attrs = trial.user_attrs
+    found: dict[str, Any] = {"n": attrs.get("n"), "seeds": attrs.get("seeds")}
+    for objective in objectives:
+        found[objective] = {
+            key: attrs.get(f"{objective}.{key}") for key in ("mean", "std", "interval", "values")
+        }
+    return found
+
+
+def _over_seeds(trial: optuna.trial.FrozenTrial, objective: str) -> str:
+    """`; mean 0.8412, 95% interval [0.8301, 0.8523] over 3 seeds` for a trial over seeds."""
+    attrs = trial.user_attrs
+    if f"{objective}.interval" not in attrs:
+        return ""
+    low, high = attrs[f"{objective}.interval"]
+    return (
+        f"; mean {attrs[f'{objective}.mean']:.4f}, 95% interval [{low:.4f}, {high:.4f}] "
+        f"over {attrs['n']} seeds"
+    )

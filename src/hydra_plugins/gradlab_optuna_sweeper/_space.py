@@ -5,13 +5,19 @@ it, on Optuna 4's distribution classes:
     range(start, stop[, step])       IntDistribution (stop excluded, as Hydra's basic
                                      sweeper has it); FloatDistribution with a step when
                                      any bound is a float; a shuffled range is a choice
-    interval(low, high)              FloatDistribution (integers: use range)
-    tag(log, interval(low, high))    the same on a log scale
+    interval(low, high)              FloatDistribution (Hydra reads its bounds as floats)
+    int(interval(low, high))         IntDistribution, both bounds included
+    tag(log, interval(low, high))    either of the two on a log scale
     value                            fixed for every trial
+
+and, as upstream, `hydra.sweeper.custom_search_space`: a function `(cfg, trial)` called
+after the space's own values are drawn, for parameters that depend on them (it calls
+`trial.suggest_*`; a mapping it returns is fixed for that trial).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -51,9 +57,21 @@ def distribution(override: Override) -> BaseDistribution | str:
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
             return FloatDistribution(float(values[0]), float(values[-1]), step=float(value.step))
         return IntDistribution(int(values[0]), int(values[-1]), step=int(value.step))
-    if override.is_interval_sweep():  # Hydra reads interval bounds as floats
-        return FloatDistribution(float(value.start), float(value.end), log="log" in value.tags)
+    if override.is_interval_sweep():
+        log = "log" in value.tags
+        # `int(...)` casts the bounds, and only then are they ints: a plain interval's are
+        # floats, so an integer key needs the cast (as upstream reads it).
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return _checked(key, IntDistribution, int(value.start), int(value.end), log=log)
+        return _checked(key, FloatDistribution, float(value.start), float(value.end), log=log)
     raise SearchSpaceError(f"{key}: {override.input_line} is not a sweep Optuna can sample")
+
+
+def _checked(key: str, kind: type[BaseDistribution], low, high, log: bool) -> BaseDistribution:
+    try:
+        return kind(low, high, log=log)
+    except ValueError as e:  # Optuna's own words: "low must be larger than 0 for log"...
+        raise SearchSpaceError(f"{key}: {e}") from None
 
 
 def parse(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
@@ -87,8 +105,19 @@ def grid(space: dict[str, BaseDistribution]) -> dict[str, list[Any]]:
     return found
 
 
-def suggest(trial, space: dict[str, BaseDistribution]) -> dict[str, Any]:
-    """The trial's values, drawn through Optuna's public suggest API."""
+Extender = Callable[[Any, Any], "Mapping[str, Any] | None"]
+
+
+def suggest(
+    trial,
+    space: dict[str, BaseDistribution],
+    fixed: Mapping[str, Any] | None = None,
+    extend: Extender | None = None,
+    cfg: Any = None,
+) -> dict[str, Any]:
+    """The trial's values, drawn through Optuna's public suggest API, then those of the
+    custom search space `extend(cfg, trial)` and what it fixes; `fixed` last."""
+    fixed = dict(fixed or {})
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
             trial.suggest_categorical(name, dist.choices)
@@ -96,4 +125,17 @@ def suggest(trial, space: dict[str, BaseDistribution]) -> dict[str, Any]:
             trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
         else:
             trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    return dict(trial.params)
+    extra: dict[str, Any] = {}
+    if extend is not None:
+        extra = dict(extend(cfg, trial) or {})
+        for name, value in extra.items():
+            # Kept on the trial: a retry (same params) and the results file see it too.
+            trial.set_user_attr(name, value)
+    both = sorted((trial.params.keys() | extra.keys()) & fixed.keys())
+    clash = sorted(trial.params.keys() & extra.keys()) or both
+    if clash:
+        raise SearchSpaceError(
+            f"{', '.join(clash)}: set both by the custom search space and by "
+            "hydra.sweeper.params or the command line: keep one"
+        )
+    return {**trial.params, **extra, **fixed}

@@ -1,6 +1,6 @@
 # ruff: noqa: UP006, UP045  (OmegaConf 2.3 reads typing.Optional/List/Dict, not X | None)
 """The sweeper's config in Hydra's ConfigStore: `hydra/sweeper=gradlab_optuna` with its
-samplers (`hydra/sweeper/sampler`: tpe, random, cmaes, grid) and pruners
+samplers (`hydra/sweeper/sampler`: auto, tpe, nsga2, random, cmaes, grid) and pruners
 (`hydra/sweeper/pruner`: none, median, successive_halving).
 
 Imported by Hydra's plugin scan on every command, so it imports neither Optuna nor
@@ -39,6 +39,25 @@ class TPESamplerConfig(SamplerConfig):
     # Trials running at once (parallel jobs, other workers) count as bad guesses while
     # they run, so the sampler does not ask for the same point twice.
     constant_liar: bool = True
+
+
+@dataclass
+class AutoSamplerConfig(SamplerConfig):
+    """TPE (as `tpe`) for one objective, NSGA-II (as `nsga2`) for several: built once the
+    sweeper knows how many it has."""
+
+    _target_: str = "hydra_plugins.gradlab_optuna_sweeper._impl.auto_sampler"
+    _partial_: bool = True
+    seed: Optional[int] = None
+
+
+@dataclass
+class NSGAIISamplerConfig(SamplerConfig):
+    """Optuna's genetic sampler for several objectives (it also takes one)."""
+
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: Optional[int] = None
+    population_size: int = 50
 
 
 @dataclass
@@ -103,10 +122,20 @@ class SuccessiveHalvingPrunerConfig(PrunerConfig):
 @dataclass
 class OptunaStudySweeperConf:
     _target_: str = "hydra_plugins.gradlab_optuna_sweeper.optuna_sweeper.OptunaStudySweeper"
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "auto"}, {"pruner": "none"}])
     sampler: Any = MISSING
     pruner: Any = MISSING
-    direction: Direction = Direction.minimize
+    # minimize or maximize; a list, one per objective, for several.
+    direction: Any = Direction.minimize
+    # The final metrics the search optimizes (any a run logs: val_accuracy, test_accuracy,
+    # epoch_seconds, param_count, ...); several make it a multi-objective search.
+    objectives: List[str] = field(default_factory=lambda: ["val_accuracy"])
+    # Runs of each trial's configuration, with training.seed = base, base + 1, ... (base:
+    # the config's seed); the trial's value is a statistic of theirs (seed_statistic).
+    seeds_per_trial: int = 1
+    # mean, or lower_bound: the 95% t-interval's end on the losing side (the lower bound
+    # of an objective maximized, the upper of one minimized); needs 2 seeds or more.
+    seed_statistic: str = "mean"
     # A database URL (sqlite:///..., postgresql://...); null: optuna.db in the launch folder.
     storage: Optional[str] = None
     # null: Hydra's job name.
@@ -128,6 +157,10 @@ class OptunaStudySweeperConf:
     # The search space in Hydra's sweep syntax: choice(...), range(...), interval(...),
     # tag(log, interval(...)); a plain value is fixed for every trial.
     params: Dict[str, str] = field(default_factory=dict)
+    # As upstream: the dotted path of a function (cfg, trial) called after the params are
+    # drawn, for conditional ones (trial.suggest_*); a mapping it returns is fixed for the
+    # trial.
+    custom_search_space: Optional[str] = None
 
 
 store = ConfigStore.instance()
@@ -135,7 +168,9 @@ store.store(
     group="hydra/sweeper", name="gradlab_optuna", node=OptunaStudySweeperConf, provider=PROVIDER
 )
 for name, node in {
+    "auto": AutoSamplerConfig,
     "tpe": TPESamplerConfig,
+    "nsga2": NSGAIISamplerConfig,
     "random": RandomSamplerConfig,
     "cmaes": CmaEsSamplerConfig,
     "grid": GridSamplerConfig,
