@@ -364,6 +364,7 @@ def test_a_search_over_seeds_and_two_objectives_end_to_end(workspace):
     parent = sweep_parent(client)
     runs = children(client, parent)
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.metrics["param_count"] > 0 for r in runs)  # an objective too
     by_trial: dict[str, list] = {}
     for run in runs:
         by_trial.setdefault(run.data.tags["optuna_trial"], []).append(run)

@@ -83,5 +83,7 @@ EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 TEST_METRICS = ("test_loss", "test_accuracy")
 # The run's metrics at its last step that its Logged Model is linked to.
 MODEL_METRICS = EPOCH_METRICS + TEST_METRICS
+# The net's size, logged once: a search may minimize it (hydra.sweeper.objectives).
+PARAM_COUNT_METRIC = "param_count"
 # The metrics a configuration is compared on.
 FINAL_METRICS = ("val_accuracy", "test_accuracy")

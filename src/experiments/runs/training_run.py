@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from experiments.config.schema import Config
+from experiments.core import names
 from experiments.data import Splits
 from experiments.diagnostics.run import RunDiagnostics
 from experiments.runs import lifecycle
@@ -36,6 +37,7 @@ def train(
     session.log_params(
         {f"optimizer_config.{k}": v for k, v in training.optimizer_params(optimizer).items()}
     )
+    session.log_metrics({names.PARAM_COUNT_METRIC: float(model.count_params())})
     diagnostics = None
     if cfg.diagnostics.enabled:
         diagnostics = RunDiagnostics.setup(
