@@ -37,7 +37,13 @@ def write_figures(
     folder.mkdir(parents=True, exist_ok=True)
     drawn: list[tuple[str, Callable[[], Any]]] = []
     if len(objectives) == 1:
-        drawn = [(name, _call(figures, function, study)) for name, function in FIGURES.items()]
+        # Trials over several seeds report nothing per epoch (their pruning is off).
+        reported = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+        drawn = [
+            (name, _call(figures, function, study))
+            for name, function in FIGURES.items()
+            if reported or name != "intermediate_values"
+        ]
     else:
         drawn.append(
             ("pareto_front", _call(figures, "plot_pareto_front", study, target_names=objectives))
