@@ -318,6 +318,17 @@ def test_a_run_that_exploded_gives_no_other_objective():
     }
 
 
+@pytest.mark.parametrize(
+    "setting", [{"seeds_per_trial": 2}, {"objectives": ["val_accuracy", "epoch_seconds"]}]
+)
+def test_a_job_reports_to_no_pruner_over_seeds_or_other_objectives(tmp_path, setting):
+    from experiments.runs.job import Job
+    from hydra_plugins.gradlab_optuna_sweeper.job import JobTrial
+
+    job = Job(tmp_path, tmp_path, trial=JobTrial("sqlite://", "s", 0), **setting)
+    assert job.trial_reporter() is None
+
+
 def test_a_study_made_for_other_objectives_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     search = sweeper(storage=url)

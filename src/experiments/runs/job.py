@@ -134,8 +134,10 @@ class Job:
 
     def trial_reporter(self) -> TrialReporter | None:
         """The Keras callback that reports to this job's trial; None outside a search,
-        and for a trial run over several seeds (its pruning is off)."""
-        if self.trial is None or self.seeds_per_trial > 1:
+        and where pruning is off: a trial over several seeds, a search of objectives other
+        than val_accuracy alone (what the job reports each epoch, and Optuna prunes no
+        multi-objective study)."""
+        if self.trial is None or self.seeds_per_trial > 1 or self.objectives is not None:
             return None
         # Keras (the reporter is a Keras callback): imported once training is sure.
         from experiments.sweeps.pruning import TrialReporter

@@ -39,6 +39,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 from optuna.trial import TrialState
 
 from experiments.core import names
+from experiments.sweeps.objective import MONITOR
 
 from . import _seeds, _space
 from ._figures import write_figures
@@ -324,12 +325,20 @@ class StudySweep(Sweeper):
                 ",".join(map(str, self.seeds)),
                 self.seed_statistic,
             )
-            if not isinstance(study.pruner, optuna.pruners.NopPruner):
-                log.warning(
-                    "pruning is off with hydra.sweeper.seeds_per_trial=%d: no seed reports to %s",
-                    len(self.seeds),
-                    type(study.pruner).__name__,
-                )
+        pruning_off = (
+            f"hydra.sweeper.seeds_per_trial={len(self.seeds)}"
+            if self.seeds
+            else f"hydra.sweeper.objectives={_shown(self.objectives)}"
+            if self.objectives != [MONITOR]
+            else None
+        )
+        if pruning_off and not isinstance(study.pruner, optuna.pruners.NopPruner):
+            # Jobs report val_accuracy alone, one seed at a time (runs.job.trial_reporter).
+            log.warning(
+                "pruning is off with %s: no job reports to %s",
+                pruning_off,
+                type(study.pruner).__name__,
+            )
         # Every job opens the study by these (its trial number comes with the job).
         with read_write(self.config.hydra.overrides.hydra):
             self.config.hydra.overrides.hydra.extend(
