@@ -395,3 +395,9 @@ def test_a_search_over_seeds_and_two_objectives_end_to_end(workspace):
     assert parent.data.tags["pareto_front_trials"] == front
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
     assert "search/pareto_front.png" in logged
+    # The search's report, built at the sweep's end: its section with the front and figure.
+    page = (workspace.folder / "multirun" / "report" / "report.html").read_text()
+    assert '<h2 id="search">' in page and '<table class="front">' in page
+    assert 'data-file="search_pareto_front.png"' in page
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/search_pareto_front.png", "report/trials.csv"} <= logged

@@ -70,6 +70,10 @@ PRUNED_EPOCH_TAG = "pruned_epoch"
 PARETO_FRONT_TAG = "pareto_front_trials"
 BEST_SEEDS_METRICS = ("mean", "std", "interval_low", "interval_high", "n")
 BEST_SEEDS_PREFIX = "best_seeds_"
+# What a search writes into its sweep folder: its results, and Optuna's figures in a
+# folder of that name (also the parent run's artifact folder), which the report reads.
+SEARCH_RESULTS_FILE = "optimization_results.yaml"
+SEARCH_FOLDER = "search"
 
 # --- The transfer study ---
 TRANSFER_STUDY_TAG = "transfer_study"

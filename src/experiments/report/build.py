@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.report import chapter_figures, claims, compare, figures
+from experiments.report import chapter_figures, claims, compare, figures, search_page
 from experiments.report import html as page
 from experiments.report.chapter import Chapter, page_title, read_chapter
 from experiments.report.chapter_page import anchor, summary_lines, write_chapter_page
@@ -18,6 +18,7 @@ from experiments.report.groups import (
     Statistics,
     group_statistics,
 )
+from experiments.report.search import Search, read_search
 
 log = logging.getLogger(__name__)
 SWEEP_REPORT_ARTIFACTS = "report"
@@ -38,6 +39,7 @@ class Report:
     statistics: Statistics
     groups_csv: Path
     comparisons_csv: Path
+    search: Search | None = None
 
 
 def crossed(found: dict[str, compare.Matrix]) -> dict[str, compare.Matrix]:
@@ -48,7 +50,8 @@ def crossed(found: dict[str, compare.Matrix]) -> dict[str, compare.Matrix]:
 def build_report(selection: Selection, out_dir: Path, title: str | None = None) -> Report:
     """Figures, runs.csv, groups.csv, comparisons.csv and report.html of the selected
     runs, written into out_dir. A sweep of presets gets the chapter's page, with its own
-    title; any other selection the factorial page."""
+    title; any other selection the factorial page, with a Search section (and
+    trials.csv) when its runs are an Optuna search's trials (report.search)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = selection.runs
     chapter = read_chapter(runs)
@@ -92,7 +95,15 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
     comparisons_csv = page.write_rows(
         out_dir / "comparisons.csv", COMPARISON_COLUMNS, stats.comparison_rows()
     )
-    said = claims.lines(stats) + [claims.health_line(stats)]
+    # A search's section reads the sweep folder the report's folder usually lies in.
+    search = read_search(runs, near=out_dir.parent)
+    sections = []
+    if search is not None:
+        search_figures = search_page.copy_figures(search, out_dir)
+        written |= search_figures
+        search_page.write_trials(search, out_dir)
+        sections.append(search_page.search_section(search, search_figures))
+    said = (search.lines if search else []) + claims.lines(stats) + [claims.health_line(stats)]
     lines = compare.summary_lines(runs, differences, said)  # it drops the empty ones
     html = page.write_page(
         out_dir / "report.html",
@@ -106,9 +117,10 @@ def build_report(selection: Selection, out_dir: Path, title: str | None = None) 
         notes,
         styles.describe(),
         stats,
+        sections,
     )
     return Report(
-        html, csv_path, written, matrices, lines, runs, stats, groups_csv, comparisons_csv
+        html, csv_path, written, matrices, lines, runs, stats, groups_csv, comparisons_csv, search
     )
 
 

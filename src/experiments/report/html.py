@@ -30,6 +30,7 @@ th { background: #f0f0f0; position: sticky; top: 0; }
 td.text, th.text { text-align: left; }
 tr.best { background: #e8f6e8; }
 tr.failed { background: #fbeaea; }
+small, .small { color: #666; font-size: 0.85em; }
 tr.significant { background: #e8f6e8; }
 th.varies { background: #dde8f7; }
 figure { margin: 1em 0; }
@@ -272,8 +273,11 @@ def write_page(
     notes: list[str],
     legend: str = "",
     stats: Statistics | None = None,
+    sections: list[str] | None = None,
 ) -> Path:
-    """`legend` says what colour and line style stand for; it joins the line-figure captions."""
+    """`legend` says what colour and line style stand for; it joins the line-figure
+    captions. `sections` are HTML sections of their own (a search's), placed after the
+    words, before the figures of every run: the reader of a search comes for them."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -283,8 +287,9 @@ def write_page(
         '<ul class="summary">' + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>",
     ]
     parts += [f"<p><em>{escape(note)}</em></p>" for note in notes]
+    parts += sections or []
     for name, figure_path in figures.items():
-        if not name.startswith("matrix_"):
+        if not name.startswith(("matrix_", "search_")):
             parts.append(figure_html(name, figure_path, legend))
     if stats is not None and stats.groups:
         parts.append(f"<h2>Configurations ({len(stats.groups)}): groups.csv</h2>")

@@ -112,11 +112,11 @@ class MlflowSweepCallback(Callback):
 
     def _log_search_result(self, config: DictConfig) -> None:
         """An optimizing sweeper's result (Optuna writes optimization_results.yaml)."""
-        results = Path(str(config.hydra.sweep.dir)) / "optimization_results.yaml"
+        results = Path(str(config.hydra.sweep.dir)) / names.SEARCH_RESULTS_FILE
         if not results.is_file():
             return
         found = OmegaConf.load(results)
-        self.recorder.log_artifact(results, "search")
+        self.recorder.log_artifact(results, names.SEARCH_FOLDER)
         if found.get("best_value") is not None:
             self.recorder.log_metrics({"best_value": float(found.best_value)})
             best = {f"best.{k}": str(v) for k, v in (found.get("best_params") or {}).items()}
@@ -135,7 +135,7 @@ class MlflowSweepCallback(Callback):
         if found.get("pareto_front"):
             front = ",".join(str(t.trial) for t in found.pareto_front)
             self.recorder.set_tags({names.PARETO_FRONT_TAG: front})
-        self._log_study(found, results.parent / "search")
+        self._log_study(found, results.parent / names.SEARCH_FOLDER)
 
     def _log_study(self, found: DictConfig, figures: Path) -> None:
         """The Optuna study behind the search: its name, best trial and figures."""
@@ -145,7 +145,7 @@ class MlflowSweepCallback(Callback):
                 tags["best_trial"] = found.best_trial
             self.recorder.set_tags(tags)
         for figure in sorted(figures.glob("*.png")) if figures.is_dir() else []:
-            self.recorder.log_artifact(figure, "search")
+            self.recorder.log_artifact(figure, names.SEARCH_FOLDER)
 
     def _end(self, status: str, reason: str | None = None) -> str | None:
         """Ends the parent run once, with the children's counts and the report: FINISHED

@@ -56,7 +56,7 @@ from .job import STORAGE_ENV, STUDY_ENV, TRIAL_ENV, env_override
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "optuna.db"
-RESULTS_FILE = "optimization_results.yaml"
+RESULTS_FILE = names.SEARCH_RESULTS_FILE
 # The config key a trial over several seeds sets for each of them.
 SEED_KEY = "training.seed"
 DIRECTIONS = ("minimize", "maximize")
@@ -629,7 +629,7 @@ class StudySweep(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / RESULTS_FILE)
         if self.figures and complete:
-            write_figures(study, self.sweep_dir / "search", self.objectives)
+            write_figures(study, self.sweep_dir / names.SEARCH_FOLDER, self.objectives)
 
 
 def _number(trial: optuna.trial.FrozenTrial) -> int:
