@@ -42,6 +42,13 @@ ADDED_LATER: dict[str, object] = {
     "model.residual_every": 2,
     "model.residual_style": "pre",
     "model.residual_scale": None,
+    # The conv nets (model=cnn) and GroupNorm.
+    "model.kind": "dense",
+    "model.filters": None,
+    "model.blocks": None,
+    "model.stem": None,
+    "model.downsample": None,
+    "normalization.groups": None,
     "optimizer.initial_accumulator_value": None,
     "optimizer.weight_decay": None,
     "schedule.name": "constant",
