@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from experiments.figures import save_figure
 
@@ -86,6 +86,10 @@ def depth_profiles(record, path: Path) -> Path:
             )
         if values.count() and (values > 0).any():
             ax.set_yscale("log")
+            # Plain-text tick labels: the default ones are typeset (mathtext), which was
+            # most of the figure's cost, drawn again for every run of a sweep.
+            ax.yaxis.set_major_formatter(LogFormatter())
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
         ax.set_xlabel("hidden layer")
         ax.set_title(label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
