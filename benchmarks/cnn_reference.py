@@ -14,24 +14,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from tensorflow import keras
 
+from benchmarks.notebook_reference import EpochTimer
 from experiments.images.idx import FASHION_MNIST, read_folder
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def conv_block(filters: int) -> list[keras.layers.Layer]:
