@@ -3,13 +3,15 @@ best so far, elapsed time and an estimate, on stderr and on the parent run."""
 
 from __future__ import annotations
 
-import multiprocessing
 import re
+import subprocess
+import sys
 
 import pytest
 from omegaconf import OmegaConf
 
 from experiments.core import names
+from experiments.processes import child_environment
 from experiments.sweeps import progress
 from experiments.sweeps.progress import Ended
 
@@ -61,20 +63,25 @@ def test_outside_a_started_sweep_nothing_is_said(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
-def _end_one(args):
-    env, name = args
-    import os
-
-    os.environ.update(env)
-    return progress.job_ended(Ended(name, "FINISHED", 0.5))
+# One job's end, as a job process says it (child processes, not forks of the test's
+# process, which holds TensorFlow's threads and pytest-xdist's channel).
+END_ONE = """
+import sys
+from experiments.sweeps import progress
+print(progress.job_ended(progress.Ended(sys.argv[1], "FINISHED", 0.5)))
+"""
 
 
 def test_jobs_ending_at_once_in_other_processes_each_get_their_own_count(tmp_path):
-    env = progress.start(tmp_path, 12, "sqlite:///unused.db")
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        lines = pool.map(_end_one, [(env, f"job{i}") for i in range(12)])
+    env = progress.start(tmp_path, 8, "sqlite:///unused.db")
+    jobs = [
+        subprocess.Popen([sys.executable, "-c", END_ONE, f"job{i}"], env=child_environment(**env),
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for i in range(8)
+    ]  # fmt: skip
+    lines = [job.communicate(timeout=60)[0].strip() for job in jobs]
     counts = sorted(int(LINE.match(line).group(1)) for line in lines)
-    assert counts == list(range(1, 13))
+    assert counts == list(range(1, 9))
 
 
 @pytest.mark.parametrize(
