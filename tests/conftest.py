@@ -5,7 +5,9 @@ it is available. Helpers the tests import live in tests/helpers/."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 # absl (TensorFlow's logging) binds its handler to sys.stderr when it is first imported,
@@ -20,6 +22,30 @@ from helpers.compose import FAST, compose
 from helpers.workspace import Workspace
 
 absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+CTRL_C = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ctrl_c_reaches_python() -> bool:
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and not (
+        set(CTRL_C) & set(blocked)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_python_sets_it(request):
+    """Each test starts where Ctrl-C reaches Python: a library run in this process can
+    leave SIGINT ignored or blocked, and every child process started after it inherits
+    that and never sees Ctrl-C (a sweep under test trained on after its SIGINT). Whoever
+    leaves it so is named in the warnings summary."""
+    if not _ctrl_c_reaches_python():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CTRL_C)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if not _ctrl_c_reaches_python():
+        warnings.warn(f"{request.node.nodeid} left SIGINT ignored or blocked", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)

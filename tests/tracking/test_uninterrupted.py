@@ -12,15 +12,6 @@ from experiments.tracking.recorder import RunRecorder
 from experiments.tracking.uninterrupted import signals_held
 
 
-@pytest.fixture(autouse=True)
-def default_ctrl_c():
-    """Python's own Ctrl-C handler, which these tests hold and release, whatever a test
-    before them in this process left in place."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_ctrl_c_during_a_write_interrupts_once_the_write_is_done():
     steps = []
     with pytest.raises(KeyboardInterrupt):
