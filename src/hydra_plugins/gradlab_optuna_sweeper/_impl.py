@@ -480,8 +480,7 @@ class StudySweep(Sweeper):
                 ", ".join(str(t.number) for t in sorted(study.best_trials, key=_number)),
             )
             return
-        pick = max if self.direction == "maximize" else min
-        best = pick(trials, key=lambda t: t.value)
+        best = study.best_trial  # the study's own pick, as _write_results reports it
         log.info(
             "search: %d of %d trials complete; best so far %.4f (trial %d%s)",
             len(trials),
