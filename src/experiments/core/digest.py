@@ -25,6 +25,8 @@ IGNORED_KEYS = (
     "training.verbose",
     "training.steps_per_execution",
     "training.eval_batch_size",
+    # A run continued from its checkpoint computes what it would have without stopping.
+    "training.checkpoint",
     "data.dir",
     # Where model A is registered: the study computes the same either way.
     "transfer.register_as",

@@ -31,6 +31,13 @@ HOST_TAG = "host"
 PID_TAG = "pid"
 PROCESS_START_TAG = "process_start"
 
+# --- Continuing a run (runs.continuation) ---
+# The run's checkpoint file, while it has one; how many times it was continued, and from
+# which epoch the last time.
+CHECKPOINT_TAG = "checkpoint"
+CONTINUATIONS_TAG = "continuations"
+CONTINUED_FROM_TAG = "continued_from_epoch"
+
 # --- How a run ended ---
 FAILURE_REASON_TAG = "failure_reason"
 FAILED_EPOCH_TAG = "failed_epoch"

@@ -38,6 +38,11 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self._epochs_done = 0
         self.probe_seconds: list[float] = []  # wall time of each probe (the first compiles)
 
+    def resume_at(self, epochs_done: int) -> None:
+        """A run continued after `epochs_done` epochs (its record restored): the last
+        state is probed at the end even if no epoch is left to run."""
+        self._epochs_done = epochs_done
+
     def run_probe(self, step: int) -> None:
         if step in self.record.epochs:
             return

@@ -3,6 +3,7 @@ the training step's monitor for one model, then its failure and artifacts at the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,16 @@ class RunDiagnostics:
     @property
     def callbacks(self) -> list[keras.callbacks.Callback]:
         return [self.callback]
+
+    def state(self) -> dict:
+        """The record as a checkpoint keeps it (every value as measured: inf stays inf)."""
+        return dataclasses.asdict(self.record)
+
+    def resume(self, state: dict, epochs_done: int) -> None:
+        """The record of a run continued from its checkpoint, after `epochs_done` epochs."""
+        for name, value in state.items():
+            setattr(self.record, name, tuple(value) if name == "stat_names" else value)
+        self.callback.resume_at(epochs_done)
 
     def apply_failure(self, outcome: Outcome) -> None:
         """The training step's failure is the earliest and most precise one: it wins."""

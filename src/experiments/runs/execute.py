@@ -19,7 +19,7 @@ from experiments.config.schema import Config
 from experiments.core import digest, names
 from experiments.errors import UserError
 from experiments.paths import CHECKOUT_DIR
-from experiments.runs import lifecycle
+from experiments.runs import continuation, lifecycle
 from experiments.runs.job import Job
 from experiments.sweeps.objective import MONITOR, objective, objectives
 from experiments.tracking import resume, store
@@ -73,23 +73,38 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
     except store.TrackingError as e:
         raise UserError(str(e)) from None
     config_hash = digest.config_hash(resolved)
+    checkpointing = continuation.wanted(cfg.training, job.launcher)
     with ExitStack() as claimed:
-        if job.multirun and cfg.tracking.skip_finished:
-            # Another process running this configuration (the same sweep started twice):
-            # wait for it, then skip what it finished.
+        if (job.multirun and cfg.tracking.skip_finished) or checkpointing:
+            # Another process running this configuration (the same sweep started twice,
+            # a job requeued while its first start still ends): wait for it, then skip
+            # what it finished, or continue what it checkpointed.
             claimed.callback(
                 claims.config_claim(client.tracking_uri, experiment_id, config_hash).release
             )
+        if job.multirun and cfg.tracking.skip_finished:
             earlier = resume.finished_run(client, experiment_id, config_hash)
             if earlier is not None:
                 skipped = resume.skip(client, earlier, config_hash, job.parent_run_id)
                 return Result(skipped.get(MONITOR), status="SKIPPED", metrics=skipped)
+        continued = None
+        if checkpointing:
+            try:
+                continued = continuation.find(client, experiment_id, config_hash)
+            except Exception as e:  # noqa: BLE001 - the store refuses the search: one line
+                raise UserError(store.describe_failure(client.tracking_uri, e)) from None
         try:
             job.output_dir, folder = claims.own_output_folder(job.output_dir)
         except OSError as e:
             raise UserError(f"output folder {job.output_dir} cannot be written: {e}") from None
         claimed.callback(folder.release)
-        return _record(cfg, resolved, job, client, experiment_id, config_hash, folder)
+        plan = None
+        if checkpointing and cfg.transfer.name is TransferName.study:
+            log.warning("training.checkpoint: the transfer study does not checkpoint")
+        elif checkpointing:
+            path = continued.path if continued else job.output_dir / continuation.FILE
+            plan = continuation.Plan(path, config_hash, continued)
+        return _record(cfg, resolved, job, client, experiment_id, config_hash, folder, plan)
 
 
 def _record(
@@ -100,6 +115,7 @@ def _record(
     experiment_id: str,
     config_hash: str,
     folder: claims.Claim,
+    plan: continuation.Plan | None = None,
 ) -> Result:
     """The run itself, once its configuration and output folder are this job's."""
     tags = job.tags() | {
@@ -108,16 +124,25 @@ def _record(
         names.HASH_TAG: config_hash,
         names.GROUP_TAG: digest.group_hash(resolved),
     }
+    continued = plan.continued if plan else None
     try:
-        session = lifecycle.open_run(
-            client,
-            experiment_id,
-            job.run_name,
-            tags | process_tags(),
-            job.output_dir,
-            job.parent_run_id,
-            description=describe(job.choices, job.overrides),
-        )
+        if continued:
+            session = lifecycle.reopen_run(
+                client,
+                continued.run_id,
+                tags | process_tags() | continuation.tags(continued),
+                job.output_dir,
+            )
+        else:
+            session = lifecycle.open_run(
+                client,
+                experiment_id,
+                job.run_name,
+                tags | process_tags(),
+                job.output_dir,
+                job.parent_run_id,
+                description=describe(job.choices, job.overrides),
+            )
     except Exception as e:  # noqa: BLE001 - the store refuses the run: one line, whatever the cause
         raise UserError(store.describe_failure(client.tracking_uri, e)) from None
     folder.note(run_id=session.run_id)
@@ -131,9 +156,11 @@ def _record(
         with session.closing(plain=PLAIN_ERRORS):
             if cfg.tracking.system_metrics:
                 session.monitor_system(cfg.tracking.system_metrics_interval)
-            lifecycle.log_config(session, resolved, job.overrides)
+            if not continued:  # a continued run has its config and data already
+                lifecycle.log_config(session, resolved, job.overrides)
             splits = data.load(cfg.data)
-            lifecycle.log_data(session, splits, cfg.data)
+            if not continued:
+                lifecycle.log_data(session, splits, cfg.data)
             check_weights_fit(
                 cfg.model.hidden_sizes(), splits.input_shape, splits.num_classes, available_bytes()
             )
@@ -149,7 +176,7 @@ def _record(
                 if cfg.transfer.name is TransferName.study:
                     value = run_study(cfg, splits, session)
                 else:
-                    value = train(cfg, splits, session, job.trial_reporter())
+                    value = train(cfg, splits, session, job.trial_reporter(), plan)
     except PLAIN_ERRORS as e:
         raise UserError(str(e)) from None
     return Result(

@@ -47,6 +47,8 @@ class Job:
     parent_run_id: str | None = None
     # TensorFlow threads of this job when several run side by side (sweeps.parallelism).
     threads: int | None = None
+    # The launcher's class (`hydra.launcher._target_`): the cluster ones checkpoint.
+    launcher: str = ""
     # Where the launcher placed it beyond its host (the Ray node), as tags.
     placement: dict[str, str] = field(default_factory=dict)
     # The Optuna trial this job is, and the search's pruner config; None outside a search.
@@ -74,6 +76,7 @@ class Job:
             multirun=multirun,
             parent_run_id=os.environ.get(names.SWEEP_PARENT_ENV) if multirun else None,
             threads=parallelism.share_for_launcher(hc.launcher),
+            launcher=str(hc.launcher.get("_target_", "")),
             placement=parallelism.placement_tags(),
             trial=JobTrial.from_env_set(hc.job.get("env_set")),
             pruner=hc.sweeper.get("pruner"),

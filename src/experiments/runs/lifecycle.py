@@ -77,6 +77,14 @@ def open_run(
     return session
 
 
+def reopen_run(client, run_id: str, tags: dict[str, Any], output_dir: Path) -> RunSession:
+    """An earlier run, continued from its checkpoint (runs.continuation): RUNNING again,
+    judged at its end as any run."""
+    session = RunSession.reopen(client, run_id, tags, output_dir)
+    session.before_end = partial(_judged_unknown_if_unjudged, session)
+    return session
+
+
 def _judged_unknown_if_unjudged(session: RunSession, status: str) -> None:
     if session.verdict is None:
         set_verdict(session, unknown(f"the run ended {status} before it was judged"))

@@ -88,11 +88,15 @@ class ResilientRecorder:
     def log_params(self, params: dict[str, Any]) -> None:
         self._send("params", {"params": params}, lambda: self.recorder.log_params(params))
 
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+    def log_metrics(
+        self, metrics: dict[str, float], step: int = 0, time_ms: int | None = None
+    ) -> None:
+        """`time_ms`: when they were measured, if not now (values held for a checkpoint,
+        sent again with the same time after a restart: MLflow keeps them once)."""
         for key, value in metrics.items():
             if step >= self._final.get(key, (step, 0.0))[0]:
                 self._final[key] = (step, float(value))
-        measured = int(time.time() * 1000)
+        measured = int(time.time() * 1000) if time_ms is None else time_ms
         self._send(
             "metrics",
             {"step": step, "metrics": metrics, "time_ms": measured},

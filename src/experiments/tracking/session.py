@@ -55,6 +55,19 @@ class RunSession(ResilientRecorder):
             RunRecorder.start(client, experiment_id, name, all_tags, parent_run_id), output_dir
         )
 
+    @classmethod
+    def reopen(cls, client, run_id: str, tags: dict[str, Any], output_dir: Path) -> RunSession:
+        """An earlier run of this configuration, RUNNING again in this process (continued
+        from its checkpoint), with `tags` updated (its process, its folder). Its metrics so
+        far count as its latest values until this process logs newer ones."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        client.update_run(run_id, status="RUNNING")
+        session = cls(RunRecorder(client, run_id), output_dir)
+        session.set_tags(tags)
+        earlier = client.get_run(run_id).data.metrics
+        session._final.update({key: (-1, float(v)) for key, v in earlier.items()})
+        return session
+
     def log_files(self, written: Iterable[tuple[Path, str | None]]) -> None:
         for path, folder in written:
             self.log_artifact(path, folder)

@@ -19,6 +19,7 @@ from experiments.models.initializers import InitConfig
 from experiments.models.nets import build_model
 from experiments.models.normalization import NormalizationConfig
 from experiments.models.settings import ModelConfig
+from experiments.training.data_order import EpochBatches, steps_per_epoch
 from experiments.training.optimizers import ClippingConfig, OptimizerConfig, make_optimizer
 from experiments.training.schedules import RunSteps, ScheduleConfig, make_schedule
 from experiments.training.settings import TrainingConfig
@@ -47,10 +48,9 @@ def compile_model(
 
 def run_steps(train_size: int, training: TrainingConfig, epochs: int) -> RunSteps:
     """The steps a fit of `epochs` epochs takes, as Keras counts them."""
-    per_epoch = math.ceil(train_size / training.batch_size)
-    if training.steps_per_epoch is not None:
-        per_epoch = min(per_epoch, training.steps_per_epoch)
-    return RunSteps(per_epoch, epochs)
+    return RunSteps(
+        steps_per_epoch(train_size, training.batch_size, training.steps_per_epoch), epochs
+    )
 
 
 def scheduled_optimizer(
@@ -173,19 +173,36 @@ def fit(
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     step_offset: int = 0,
     epochs: int | None = None,
+    initial_epoch: int = 0,
+    outcome: Outcome | None = None,
 ) -> Outcome:
-    outcome = Outcome()
-    callbacks: list[keras.callbacks.Callback] = [EpochLogger(log_metrics, outcome, step_offset)]
+    """Epochs `initial_epoch` .. `epochs - 1` (a run continued from a checkpoint starts
+    past 0, with the `outcome` of its earlier epochs). Epoch e's batches depend on the
+    seed and `step_offset + e` only (training.data_order)."""
+    outcome = Outcome() if outcome is None else outcome
+    batches = EpochBatches(
+        splits.x_train,
+        splits.y_train,
+        seed=training.seed,
+        batch_size=training.batch_size,
+        steps=steps_per_epoch(len(splits.y_train), training.batch_size, training.steps_per_epoch),
+        step_offset=step_offset,
+    )
+    # The batches' epoch first: Keras starts the epoch's iterator after every callback's
+    # on_epoch_begin.
+    callbacks: list[keras.callbacks.Callback] = [
+        batches,
+        EpochLogger(log_metrics, outcome, step_offset),
+    ]
     if output_dir is not None:
         # A local copy of every epoch's numbers beside the job's other outputs.
         callbacks.append(keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True))
     callbacks.extend(extra_callbacks or [])
     model.fit(
-        splits.x_train,
-        splits.y_train,
-        batch_size=training.batch_size,
+        batches.dataset,
         epochs=training.epochs if epochs is None else epochs,
-        steps_per_epoch=training.steps_per_epoch,
+        initial_epoch=initial_epoch,
+        shuffle=False,  # the batches come shuffled (EpochBatches)
         validation_data=(splits.x_val, splits.y_val),
         validation_batch_size=training.eval_batch_size,
         callbacks=callbacks,

@@ -20,6 +20,10 @@ class TrainingConfig:
     # Keras' output: null is its progress bar on a terminal and one line per epoch in a
     # log file (`verbose_on`); 0, 1 or 2 as Keras reads them.
     verbose: int | None = None
+    # A checkpoint after every epoch, from which a stopped run continues in the same
+    # MLflow run (runs.continuation): null is on under the cluster launchers (submitit),
+    # off elsewhere; true or false for every launcher and single runs.
+    checkpoint: bool | None = None
 
     def verbose_on(self, terminal: bool) -> int:
         if self.verbose is not None:
