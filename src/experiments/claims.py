@@ -128,26 +128,27 @@ def config_claim(tracking_uri: str, experiment_id: str, digest: str) -> Claim:
     return claim
 
 
-def _free(claim: Claim) -> bool:
+def _free(claim: Claim, run_id: str | None) -> bool:
     """Whether the claim's folder is free: no live process holds it and no run wrote
-    there. If it is, this process now holds the claim."""
+    there but `run_id`. If it is, this process now holds the claim."""
     if not claim.try_take():
         return False
-    if claim.holder().get("run_id"):
+    if claim.holder().get("run_id") not in (None, run_id):
         claim.release()
         return False
     return True
 
 
-def own_output_folder(folder: Path) -> tuple[Path, Claim]:
+def own_output_folder(folder: Path, run_id: str | None = None) -> tuple[Path, Claim]:
     """An output folder this run alone writes into: `folder` itself when no other run
-    owns it, else the first free sibling `<folder>-2`, `<folder>-3`, ... Returns the
-    folder and its claim (`Claim.note(run_id=...)` once the run is open)."""
+    owns it (`run_id`: a run continued in the folder it wrote before), else the first
+    free sibling `<folder>-2`, `<folder>-3`, ... Returns the folder and its claim
+    (`Claim.note(run_id=...)` once the run is open)."""
     candidate = folder
     for number in range(2, 10_000):
         candidate.mkdir(parents=True, exist_ok=True)
         claim = Claim(candidate / FOLDER_CLAIM)
-        if _free(claim):
+        if _free(claim, run_id):
             if candidate != folder:
                 log.warning(
                     "output folder %s belongs to %s: this run writes into %s",

@@ -51,6 +51,7 @@ HEALTH_TAG = "gradient_health"
 HEALTH_LAYER_TAG = "gradient_health_layer"
 HEALTH_EPOCH_TAG = "gradient_health_epoch"
 HEALTH_REASON_TAG = "gradient_health_reason"
+HEALTH_TAGS = (HEALTH_TAG, HEALTH_LAYER_TAG, HEALTH_EPOCH_TAG, HEALTH_REASON_TAG)
 
 # --- Sweeps ---
 # How a job learns its sweep's parent run (set in every job through hydra.job.env_set).

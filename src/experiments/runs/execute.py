@@ -94,7 +94,9 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
             except Exception as e:  # noqa: BLE001 - the store refuses the search: one line
                 raise UserError(store.describe_failure(client.tracking_uri, e)) from None
         try:
-            job.output_dir, folder = claims.own_output_folder(job.output_dir)
+            job.output_dir, folder = claims.own_output_folder(
+                job.output_dir, continued.run_id if continued else None
+            )
         except OSError as e:
             raise UserError(f"output folder {job.output_dir} cannot be written: {e}") from None
         claimed.callback(folder.release)

@@ -61,11 +61,15 @@ class RunSession(ResilientRecorder):
         from its checkpoint), with `tags` updated (its process, its folder). Its metrics so
         far count as its latest values until this process logs newer ones."""
         output_dir.mkdir(parents=True, exist_ok=True)
+        earlier = client.get_run(run_id).data
+        # How the earlier process ended is no longer how the run ends.
+        for stale in (names.FAILURE_REASON_TAG, *names.HEALTH_TAGS):
+            if stale in earlier.tags:
+                client.delete_tag(run_id, stale)
         client.update_run(run_id, status="RUNNING")
         session = cls(RunRecorder(client, run_id), output_dir)
         session.set_tags(tags)
-        earlier = client.get_run(run_id).data.metrics
-        session._final.update({key: (-1, float(v)) for key, v in earlier.items()})
+        session._final.update({key: (-1, float(v)) for key, v in earlier.metrics.items()})
         return session
 
     def log_files(self, written: Iterable[tuple[Path, str | None]]) -> None:
