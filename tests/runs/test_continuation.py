@@ -14,6 +14,7 @@ from helpers.continued import assert_same_training
 
 from experiments.core import names
 from experiments.runs import continuation
+from experiments.tracking.session import RunSession
 from experiments.training.checkpoint import CheckpointCallback
 from experiments.training.settings import TrainingConfig
 
@@ -72,9 +73,21 @@ def test_a_stopped_run_continues_in_the_same_run_with_the_uninterrupted_result(
     assert continued.data.metrics["test_accuracy"] == straight.data.metrics["test_accuracy"]
 
 
-def test_a_run_stopped_after_its_last_epoch_only_ends(workspace, stop_after_epoch):
+@pytest.mark.parametrize("where", ["after the last epoch", "after the test metrics"])
+def test_a_run_stopped_after_its_last_epoch_only_ends(
+    workspace, stop_after_epoch, monkeypatch, where
+):
     assert workspace.train(*RUN, "tracking.experiment=straight") == 0
-    stop_after_epoch(4)
+    if where == "after the last epoch":
+        stop_after_epoch(4)
+    else:  # the model is saved after the test metrics are logged
+        original = RunSession.log_trained_model
+
+        def stop(self, *args):
+            monkeypatch.setattr(RunSession, "log_trained_model", original)
+            raise KeyboardInterrupt("stopped for the test")
+
+        monkeypatch.setattr(RunSession, "log_trained_model", stop)
     assert workspace.train(*RUN) == 130
     assert workspace.train(*RUN) == 0
     (continued,) = workspace.runs()

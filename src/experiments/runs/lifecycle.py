@@ -140,7 +140,9 @@ def finish(
     test = None
     if not outcome.exploded and not pruned:
         test = evaluate(model, data.x_test, data.y_test, training)
-        session.log_metrics(test, step=last_step)
+        # A continued run whose earlier process stopped after this very line has them.
+        if not session.holds(next(iter(test)), last_step):
+            session.log_metrics(test, step=last_step)
     if diagnostics is not None:
         session.log_made(diagnostics.write_artifacts, "diagnostics files")
     session.log_made(

@@ -35,6 +35,7 @@ class RunSession(ResilientRecorder):
         # The gradient verdict (runs.lifecycle sets it), and what runs just before the end.
         self.verdict = None
         self.before_end: Callable[[str], None] | None = None
+        self.continued = False  # an earlier run, continued from its checkpoint
 
     @classmethod
     def open(
@@ -70,7 +71,18 @@ class RunSession(ResilientRecorder):
         session = cls(RunRecorder(client, run_id), output_dir)
         session.set_tags(tags)
         session._final.update({key: (-1, float(v)) for key, v in earlier.metrics.items()})
+        session.continued = True
         return session
+
+    def holds(self, key: str, step: int) -> bool:
+        """Whether a continued run's store already has `key` at `step` (an earlier process
+        logged it before it stopped); False for a run this process opened."""
+        if not self.continued:
+            return False
+        try:
+            return any(m.step == step for m in self.client.get_metric_history(self.run_id, key))
+        except Exception:  # noqa: BLE001 - a store that fails: log it again, kept if need be
+            return False
 
     def log_files(self, written: Iterable[tuple[Path, str | None]]) -> None:
         for path, folder in written:
@@ -137,13 +149,18 @@ class RunSession(ResilientRecorder):
 
     @contextmanager
     def closing(self, plain: tuple[type[BaseException], ...] = ()) -> Iterator[RunSession]:
-        """Ends the run KILLED on Ctrl-C or SIGTERM and FAILED on an error, then lets the
+        """Ends the run KILLED on Ctrl-C, SIGTERM or an exit and FAILED on an error, then lets the
         error go on. The reason names the error's type, but for the `plain` types, whose
         messages say it all (a data file that cannot be read)."""
         try:
             yield self
         except KeyboardInterrupt as e:
             self.end("KILLED", stopping.interrupted_reason(e))
+            raise
+        except SystemExit as e:
+            # Only something outside the run asks for an exit mid-run: submitit does when
+            # Slurm preempts the job, after requeuing it (the run is continued then).
+            self.end("KILLED", f"stopped: the process was told to exit (code {e.code})")
             raise
         except plain as e:
             self.end("FAILED", str(e)[:5000])
