@@ -47,6 +47,16 @@ def test_ray_jobs_use_the_cpus_ray_reserves_for_them():
     assert threads_per_job(reserved, 8) == 3
 
 
+@pytest.mark.parametrize("name", ["submitit_slurm", "submitit_local"])
+def test_submitit_jobs_use_the_cpus_of_their_task(name):
+    # Unset: the one CPU Slurm allocates a task (the local executor starts all at once).
+    assert threads_per_job(launcher(f"hydra/launcher={name}"), 64) == 1
+    reserved = launcher(f"hydra/launcher={name}", "hydra.launcher.cpus_per_task=4")
+    # The task's CPUs, not the node's: without cgroups a job sees every core.
+    assert threads_per_job(reserved, 64) == 4
+    assert threads_per_job(reserved, 2) == 4
+
+
 def test_one_job_at_a_time_keeps_every_core():
     assert threads_per_job(launcher(), 8) is None
 

@@ -19,6 +19,8 @@ import joblib
 log = logging.getLogger(__name__)
 
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+# hydra_plugins.hydra_submitit_launcher.submitit_launcher.{SlurmLauncher,LocalLauncher}
+SUBMITIT_LAUNCHERS = ("submitit_launcher.SlurmLauncher", "submitit_launcher.LocalLauncher")
 
 
 def available_cores() -> int:
@@ -45,6 +47,11 @@ def threads_per_job(launcher: Mapping[str, Any] | None, cores: int) -> int | Non
     joblib runs n_jobs jobs at once on this machine: cores / n_jobs each, at least 1.
     Ray reserves `num_cpus` per task (1 unless hydra.launcher.ray.remote sets it) on
     whichever node runs it, and starts as many tasks as the node has CPUs: that many each.
+    The submitit launchers (Slurm, local) give each job `cpus_per_task`. Unset, Slurm
+    allocates a task one CPU; submitit's local executor ignores the key and starts every
+    job at once, where one thread each is the share that cannot oversubscribe. Slurm
+    without cgroups (task/none) does not bind a job to its CPUs, so the job's own core
+    count would be the whole node's: the share comes from the config.
     """
     if not launcher:
         return None
@@ -54,6 +61,8 @@ def threads_per_job(launcher: Mapping[str, Any] | None, cores: int) -> int | Non
     if target.endswith("RayLauncher"):
         remote = (launcher.get("ray") or {}).get("remote") or {}
         return max(1, int(remote.get("num_cpus") or 1))
+    if target.endswith(SUBMITIT_LAUNCHERS):
+        return max(1, int(launcher.get("cpus_per_task") or 1))
     return None
 
 
