@@ -98,6 +98,10 @@ class MlflowSweepCallback(Callback):
         }.items():
             os.environ[name] = value
             pass_env_to_jobs(config, name, value)
+        if str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+            from experiments.sweeps.slurm import use_squeue_without_accounting
+
+            use_squeue_without_accounting()
         self._ended = False
         # Hydra skips on_multirun_end when a job raises; the parent run still gets closed.
         atexit.register(self._end, "FAILED")
