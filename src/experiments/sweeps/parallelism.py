@@ -107,7 +107,15 @@ def start_tensorflow(threads: int | None) -> dict[str, str]:
 
 def placement_tags() -> dict[str, str]:
     """Where a job runs beyond its host: the Ray node of a job the Ray launcher placed
-    (several nodes may share a host, as a test cluster on one machine does)."""
+    (several nodes may share a host, as a test cluster on one machine does); the Slurm
+    job (array and task, as squeue and the .submitit folder name it) and node of a job
+    Slurm ran."""
+    env = os.environ
+    if "SLURM_JOB_ID" in env:
+        job = env["SLURM_JOB_ID"]
+        if "SLURM_ARRAY_JOB_ID" in env:
+            job = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
+        return {"slurm_job": job, "slurm_node": env.get("SLURMD_NODENAME", "")}
     ray = sys.modules.get("ray")  # imported by the launcher's worker, never here
     if ray is None or not ray.is_initialized():
         return {}

@@ -1,0 +1,95 @@
+"""A sweep through a real Slurm (Hydra's submitit launcher): the single-node Slurm that
+.ci/slurm.sh starts (GRADLAB_TEST_SLURM=1, SLURM_CONF), runs on a tracking server. Skipped,
+with the reason, where no such Slurm is up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from helpers.sweeps import TINY, TrackingServer, children, run_cli, sweep_parent
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+SLURM_ENV = "GRADLAB_TEST_SLURM"
+JOBS = 6
+
+
+def slurm_absent() -> str | None:
+    """Why no test Slurm can run here, or None."""
+    if shutil.which("sbatch") is None:
+        return "Slurm is absent: no sbatch on PATH (Debian: slurm-client)"
+    if not os.environ.get(SLURM_ENV):
+        return f"{SLURM_ENV} is unset: no test Slurm started (source .ci/slurm.sh; slurm_start)"
+    try:
+        # sinfo retries a missing slurm.conf for a minute: 10 s is an answer.
+        subprocess.run(["sinfo"], capture_output=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        said = (getattr(e, "stderr", None) or b"").decode(errors="replace").strip()
+        return f"sinfo fails, Slurm does not answer: {said.splitlines()[0] if said else e}"
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+    except ImportError:
+        return "hydra-submitit-launcher is not installed (the slurm extra)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_sweep(tmp_path_factory):
+    """6 short jobs as one Slurm job array, one CPU each, on a tracking server."""
+    reason = slurm_absent()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("slurm")
+    server = TrackingServer.start(folder / "server")
+    try:
+        code, output, seconds = run_cli(
+            folder,
+            "-m",
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.timeout_min=10",
+            *TINY,
+            "diagnostics.plots=false",
+            f"training.seed=range({JOBS})",
+            "tracking=server",
+            f"tracking.uri={server.uri}",
+            timeout=900,
+        )
+        print(f"{JOBS} jobs through Slurm in {seconds:.1f} s")
+        yield MlflowClient(server.uri), code, output
+    finally:
+        server.stop()
+
+
+@pytest.mark.xdist_group("slurm")
+def test_a_slurm_sweep_records_every_job_under_one_parent(slurm_sweep):
+    client, code, output = slurm_sweep
+    assert code == 0, output[-3000:]
+    parent = sweep_parent(client)
+    runs = children(client, parent)
+    assert sorted(int(r.data.params["training.seed"]) for r in runs) == list(range(JOBS))
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["children_finished"] == JOBS
+    assert parent.data.tags["launcher"] == "SlurmLauncher"
+    # Each ran as a task of one Slurm job array, with the one CPU its task was given.
+    arrays = {r.data.tags["slurm_job"].split("_")[0] for r in runs}
+    assert len(arrays) == 1 and len({r.data.tags["slurm_job"] for r in runs}) == JOBS
+    assert {r.data.tags["tf_intra_op_threads"] for r in runs} == {"1"}
+    assert "report/report.html" in {
+        a.path for a in client.list_artifacts(parent.info.run_id, "report")
+    }
+    # This Slurm keeps no accounting: states came from squeue, not a failing sacct.
+    assert "Bypassing sacct error" not in output
+
+
+@pytest.mark.xdist_group("slurm")
+def test_no_job_is_left_in_the_queue(slurm_sweep):
+    queued = subprocess.run(
+        ["squeue", "--noheader", "--states=PD,R,CG,S"], capture_output=True, text=True
+    )
+    assert queued.returncode == 0, queued.stderr
+    assert queued.stdout.strip() == ""
