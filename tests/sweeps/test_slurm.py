@@ -79,6 +79,8 @@ def test_a_slurm_sweep_records_every_job_under_one_parent(slurm_sweep):
     arrays = {r.data.tags["slurm_job"].split("_")[0] for r in runs}
     assert len(arrays) == 1 and len({r.data.tags["slurm_job"] for r in runs}) == JOBS
     assert {r.data.tags["tf_intra_op_threads"] for r in runs} == {"1"}
+    # Each job said how far the sweep was on the parent (jobs end side by side: any k).
+    assert f" of {JOBS} ended: " in parent.data.tags["sweep_progress"]
     assert "report/report.html" in {
         a.path for a in client.list_artifacts(parent.info.run_id, "report")
     }
