@@ -4,36 +4,13 @@ with the reason, where no such Slurm is up."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
+from helpers.slurm import LAUNCHER, queued, slurm_absent
 from helpers.sweeps import TINY, TrackingServer, children, run_cli, sweep_parent
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
-SLURM_ENV = "GRADLAB_TEST_SLURM"
 JOBS = 6
-
-
-def slurm_absent() -> str | None:
-    """Why no test Slurm can run here, or None."""
-    if shutil.which("sbatch") is None:
-        return "Slurm is absent: no sbatch on PATH (Debian: slurm-client)"
-    if not os.environ.get(SLURM_ENV):
-        return f"{SLURM_ENV} is unset: no test Slurm started (source .ci/slurm.sh; slurm_start)"
-    try:
-        # sinfo retries a missing slurm.conf for a minute: 10 s is an answer.
-        subprocess.run(["sinfo"], capture_output=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError) as e:
-        said = (getattr(e, "stderr", None) or b"").decode(errors="replace").strip()
-        return f"sinfo fails, Slurm does not answer: {said.splitlines()[0] if said else e}"
-    try:
-        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
-    except ImportError:
-        return "hydra-submitit-launcher is not installed (the slurm extra)"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +25,7 @@ def slurm_sweep(tmp_path_factory):
         code, output, seconds = run_cli(
             folder,
             "-m",
-            "hydra/launcher=submitit_slurm",
-            "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.timeout_min=10",
+            *LAUNCHER,
             *TINY,
             "diagnostics.plots=false",
             f"training.seed=range({JOBS})",
@@ -90,8 +65,4 @@ def test_a_slurm_sweep_records_every_job_under_one_parent(slurm_sweep):
 
 @pytest.mark.xdist_group("slurm")
 def test_no_job_is_left_in_the_queue(slurm_sweep):
-    queued = subprocess.run(
-        ["squeue", "--noheader", "--states=PD,R,CG,S"], capture_output=True, text=True
-    )
-    assert queued.returncode == 0, queued.stderr
-    assert queued.stdout.strip() == ""
+    assert queued() == ""
