@@ -87,7 +87,7 @@ def bench(name: str, repeats: int, writes: int) -> None:
             splits, **{g: getattr(cfg, g) for g in (*GROUPS, "schedule", "training")}
         )
         started = time.perf_counter()
-        Checkpoint.read(path).restore(fresh, [])
+        Checkpoint.read(path).restore(fresh)
         restore = time.perf_counter() - started
     share = statistics.median(seconds) / epoch
     print(f"  checkpoint write     {_spread(seconds)}: {share:.1%} of an epoch, {size:.1f} MiB")

@@ -152,3 +152,19 @@ def test_a_file_naming_another_configuration_is_refused(workspace, stop_after_ep
 )
 def test_checkpoints_are_on_by_default_under_the_cluster_launchers(checkpoint, launcher, expected):
     assert continuation.wanted(TrainingConfig(checkpoint=checkpoint), launcher) is expected
+
+
+def test_a_sweep_run_again_continues_its_stopped_job_under_the_new_parent(
+    workspace, stop_after_epoch
+):
+    stop_after_epoch(1)
+    assert workspace.train("-m", *RUN) == 130
+    assert workspace.train("-m", *RUN) == 0
+    runs = workspace.runs()
+    first, second = [r for r in runs if r.data.tags.get(names.SWEEP_TAG) == "true"]
+    (job,) = [r for r in runs if names.SWEEP_TAG not in r.data.tags]
+    assert first.info.status == "KILLED" and second.info.status == "FINISHED"
+    assert job.info.status == "FINISHED" and job.data.tags[names.CONTINUED_FROM_TAG] == "1"
+    # The sweep that finished it counts it and reports it.
+    assert job.data.tags[names.PARENT_TAG] == second.info.run_id
+    assert second.data.metrics["children_finished"] == 1

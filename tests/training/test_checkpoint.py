@@ -55,7 +55,7 @@ def test_a_checkpoint_restores_weights_optimizer_rate_and_generators_exactly(tmp
 
     fresh = small_model()
     read = Checkpoint.read(path)
-    read.restore(fresh, [])
+    read.restore(fresh)
     for saved, restored in zip(model.get_weights(), fresh.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, restored)  # BN's moving statistics included
     for saved, restored in zip(model.optimizer.variables, fresh.optimizer.variables, strict=True):
@@ -73,7 +73,7 @@ def test_a_checkpoint_of_another_net_is_refused(tmp_path):
     other = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     other.compile(loss="mse", optimizer="sgd")
     with pytest.raises(CheckpointError, match="does not fit this model"):
-        Checkpoint.read(path).restore(other, [])
+        Checkpoint.read(path).restore(other)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "not a zip", "missing"])

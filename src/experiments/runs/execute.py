@@ -129,10 +129,13 @@ def _record(
     continued = plan.continued if plan else None
     try:
         if continued:
+            # In a sweep, the run is its job's now: the sweep that finishes it counts it
+            # and reports it (a sweep run again after a crash, or a requeued job).
+            parent = {names.PARENT_TAG: job.parent_run_id} if job.parent_run_id else {}
             session = lifecycle.reopen_run(
                 client,
                 continued.run_id,
-                tags | process_tags() | continuation.tags(continued),
+                tags | process_tags() | continuation.tags(continued) | parent,
                 job.output_dir,
             )
         else:

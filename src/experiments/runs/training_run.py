@@ -48,7 +48,7 @@ def train(
         )
         session.log_metrics({names.PARAM_COUNT_METRIC: float(model.count_params())})
     else:
-        restored.restore(model, schedule_callbacks)
+        restored.restore(model)
     held = HeldMetrics(session.log_metrics) if plan else None
     log_metrics = held.log if held else session.log_metrics
     diagnostics = None

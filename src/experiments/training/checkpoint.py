@@ -122,7 +122,7 @@ class Checkpoint:
             pending=list(pending),
         )
 
-    def restore(self, model: keras.Model, callbacks: list[keras.callbacks.Callback]) -> None:
+    def restore(self, model: keras.Model) -> None:
         """Weights, optimizer and random generators now; the callbacks' state waits for
         `restore_callbacks` (after Keras' on_train_begin)."""
         optimizer = model.optimizer
