@@ -108,7 +108,7 @@ def test_one_filter_quiets_what_optuna_says_of_the_sweepers_deliberate_use():
 @pytest.fixture(scope="module")
 def search(tmp_path_factory):
     """Three trials on a grid, in this order (the grid sampler's seed 5): lr 0.05 learns,
-    lr 1e12 explodes, lr 1e-9 trails the first at epoch 0 and the median pruner stops it."""
+    lr 1e12 explodes, lr 1e-9 trails the first and the median pruner stops it."""
     from helpers.workspace import Workspace
 
     workspace = Workspace(tmp_path_factory.mktemp("optuna_search"))
@@ -143,11 +143,15 @@ def test_an_exploding_trial_scores_the_worst_and_a_trailing_one_is_pruned(search
     assert "non-finite" in exploded.data.tags["failure_reason"]
     assert trailing.info.status == "KILLED"
     assert trailing.data.tags["trial_state"] == "pruned"
-    assert trailing.data.tags["pruned_epoch"] == "0"
+    # Stopped before its last epoch (which of the first two depends on how close the
+    # learning trial's first epoch came to chance).
+    pruned_epoch = int(trailing.data.tags["pruned_epoch"])
+    assert pruned_epoch < 2
     assert "MedianPruner" in trailing.data.tags["failure_reason"]
     # Judged like any run (its diagnostics ran until the pruner stopped it).
     assert trailing.data.tags["gradient_health"] not in ("", "unknown")
-    assert len(search.client().get_metric_history(trailing.info.run_id, "loss")) == 1
+    epochs = search.client().get_metric_history(trailing.info.run_id, "loss")
+    assert len(epochs) == pruned_epoch + 1
     counts = {k: v for k, v in parent.data.metrics.items() if k.startswith("children_")}
     assert counts | {"children_skipped": 0} == {
         "children_finished": 1,

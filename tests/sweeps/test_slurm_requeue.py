@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 from helpers.slurm import LAUNCHER, queued, slurm_absent
 from helpers.sweeps import children, sweep_parent
+from helpers.waiting import wait_for
 from mlflow.tracking import MlflowClient
 
 from experiments.core import names
@@ -24,16 +24,6 @@ EPOCHS = 40
 JOB = ["data=synthetic", "data.train_size=3000", "data.validation_size=200"]
 JOB += ["data.test_size=200", f"training.epochs={EPOCHS}", "training.verbose=0"]
 JOB += ["diagnostics.plots=false", "training.seed=1"]
-
-
-def wait_for(condition, what: str, timeout: float = 180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def scontrol(*args: str) -> None:

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from helpers.compose import FAST
 from helpers.sweeps import TINY, history_rows
+from helpers.waiting import wait_for
 
 from experiments.processes import child_environment
 from experiments.sync import main as sync_main
@@ -107,16 +107,6 @@ def test_sync_replays_kept_metrics_into_their_run_once(workspace, capsys):
     assert "nothing left to send" in capsys.readouterr().out
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_runs_of_a_killed_sweep_are_closed_by_the_next_command(workspace):
     """SIGKILL leaves no chance to close a run: the sweep's parent and its running child
@@ -140,7 +130,7 @@ def test_runs_of_a_killed_sweep_are_closed_by_the_next_command(workspace):
             children = [r for r in runs if "loss" in r.data.metrics]
             return children[0] if children else None
 
-        child = wait_for(child_with_an_epoch, 120, "the first job's first epoch")
+        child = wait_for(child_with_an_epoch, "the first job's first epoch", 120)
         living = workspace.client().create_run(
             child.info.experiment_id,
             run_name="alive",
@@ -199,16 +189,16 @@ def test_a_server_stopped_and_started_again_mid_run_gets_every_record(tmp_path):
             return 0
 
     try:
-        wait_for(lambda: on_server() >= 1, 180, "the first epoch on the server")
+        wait_for(lambda: on_server() >= 1, "the first epoch on the server", 180)
         server.stop()
         trained = epochs_trained()
-        wait_for(lambda: epochs_trained() >= trained + 2, 120, "two epochs without the server")
+        wait_for(lambda: epochs_trained() >= trained + 2, "two epochs without the server", 120)
         server = TrackingServer.start(tmp_path / "server", port=port)
         caught_up = epochs_trained()
-        wait_for(lambda: on_server() >= caught_up, 120, "the kept epochs to reach the server")
+        wait_for(lambda: on_server() >= caught_up, "the kept epochs to reach the server", 120)
         server.stop()
         trained = epochs_trained()
-        wait_for(lambda: epochs_trained() >= trained + 1, 120, "an epoch without the server")
+        wait_for(lambda: epochs_trained() >= trained + 1, "an epoch without the server", 120)
         job.send_signal(signal.SIGTERM)
         _, err = job.communicate(timeout=120)
     finally:

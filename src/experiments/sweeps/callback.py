@@ -99,6 +99,7 @@ class MlflowSweepCallback(Callback):
             os.environ[name] = value
             pass_env_to_jobs(config, name, value)
         if str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+            # Slurm's commands and submitit: for a Slurm sweep only.
             from experiments.sweeps.slurm import use_squeue_without_accounting
 
             use_squeue_without_accounting()

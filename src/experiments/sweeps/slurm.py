@@ -42,6 +42,7 @@ def accounting_enabled() -> bool:
 
 def squeue_watcher():
     """submitit's SlurmInfoWatcher with `squeue` in place of `sacct`."""
+    # submitit (the slurm extra): loaded by a Slurm sweep's launching process only.
     from submitit.slurm.slurm import SlurmInfoWatcher
 
     class SqueueInfoWatcher(SlurmInfoWatcher):
@@ -68,6 +69,7 @@ def use_squeue_without_accounting() -> None:
     """In the launching process, before the jobs are submitted."""
     if accounting_enabled():
         return
+    # submitit (the slurm extra): loaded by a Slurm sweep's launching process only.
     from submitit.slurm import slurm
 
     if type(slurm.SlurmJob.watcher).__name__ != "SqueueInfoWatcher":

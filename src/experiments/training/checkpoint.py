@@ -158,7 +158,7 @@ class Checkpoint:
         """The file replaced whole: written beside it, flushed to disk, then renamed."""
         meta = {
             "format": FORMAT,
-            "config_hash": self.config_hash,
+            "digest": self.config_hash,
             "run_id": self.run_id,
             "epoch": self.epoch,
             "weights": len(self.weights),
@@ -197,7 +197,7 @@ class Checkpoint:
             if meta.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is format {meta.get('format')}, not {FORMAT}")
             return cls(
-                config_hash=str(meta["config_hash"]),
+                config_hash=str(meta["digest"]),
                 run_id=str(meta["run_id"]),
                 epoch=int(meta["epoch"]),
                 weights=[members[f"weight_{i}"] for i in range(meta["weights"])],
