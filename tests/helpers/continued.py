@@ -15,9 +15,11 @@ def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def assert_same_training(client, continued, straight) -> None:
-    """Every metric at every step once, each equal to the uninterrupted run's."""
-    ours, theirs = metric_histories(client, continued), metric_histories(client, straight)
+def assert_same_training(client, continued, straight, straight_client=None) -> None:
+    """Every metric at every step once, each equal to the uninterrupted run's (in
+    `straight_client`'s store, if another)."""
+    ours = metric_histories(client, continued)
+    theirs = metric_histories(straight_client or client, straight)
     assert set(ours) == set(theirs)
     for key, values in ours.items():
         steps = Counter(step for step, _ in values)

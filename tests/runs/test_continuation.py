@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers.compose import FAST
 from helpers.continued import assert_same_training
+from helpers.workspace import Workspace
 
 from experiments.core import names
 from experiments.runs import continuation
@@ -22,6 +23,15 @@ from experiments.training.settings import TrainingConfig
 # learning rate that the callback may lower all have to come back.
 RUN = [*FAST, "training.epochs=4", "training.checkpoint=true", "normalization=batchnorm"]
 RUN += ["schedule=performance", "schedule.patience=1", "schedule.factor=0.5"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The run of RUN that never stopped: its store's client and the run."""
+    workspace = Workspace(tmp_path_factory.mktemp("straight"))
+    assert workspace.train(*RUN) == 0
+    (run,) = workspace.runs()
+    return workspace.client(), run
 
 
 @pytest.fixture
@@ -50,10 +60,9 @@ def starting_over(output: str) -> list[str]:
 
 
 def test_a_stopped_run_continues_in_the_same_run_with_the_uninterrupted_result(
-    workspace, stop_after_epoch
+    workspace, stop_after_epoch, straight
 ):
-    assert workspace.train(*RUN, "tracking.experiment=straight") == 0
-    (straight,) = workspace.runs("straight")
+    straight_client, straight = straight
     stop_after_epoch(2)
     assert workspace.train(*RUN) == 130
     (stopped,) = workspace.runs()
@@ -69,15 +78,14 @@ def test_a_stopped_run_continues_in_the_same_run_with_the_uninterrupted_result(
     assert names.FAILURE_REASON_TAG not in tags  # the stop is not how it ended
     assert names.CHECKPOINT_TAG not in tags and not checkpoint.exists()
     assert tags[names.HEALTH_TAG] == straight.data.tags[names.HEALTH_TAG]
-    assert_same_training(workspace.client(), continued, straight)
+    assert_same_training(workspace.client(), continued, straight, straight_client)
     assert continued.data.metrics["test_accuracy"] == straight.data.metrics["test_accuracy"]
 
 
 @pytest.mark.parametrize("where", ["after the last epoch", "after the test metrics"])
 def test_a_run_stopped_after_its_last_epoch_only_ends(
-    workspace, stop_after_epoch, monkeypatch, where
+    workspace, stop_after_epoch, monkeypatch, where, straight
 ):
-    assert workspace.train(*RUN, "tracking.experiment=straight") == 0
     if where == "after the last epoch":
         stop_after_epoch(4)
     else:  # the model is saved after the test metrics are logged
@@ -93,7 +101,7 @@ def test_a_run_stopped_after_its_last_epoch_only_ends(
     (continued,) = workspace.runs()
     assert continued.info.status == "FINISHED"
     assert continued.data.tags[names.CONTINUED_FROM_TAG] == "4"
-    assert_same_training(workspace.client(), continued, workspace.runs("straight")[0])
+    assert_same_training(workspace.client(), continued, straight[1], straight[0])
 
 
 @pytest.mark.parametrize("damage", ["damaged", "missing"])
