@@ -39,7 +39,7 @@ SERVER_ARTIFACTS ?= $(CURDIR)/tracking-server/artifacts
 SERVER_AUTH ?= none
 SERVER_ALLOWED_HOSTS ?=
 
-.PHONY: setup train study test test-fast lint bench ui server clean
+.PHONY: setup train study test test-slow test-all lint bench ui server clean
 
 setup: $(VENV)/.installed
 
@@ -65,13 +65,20 @@ study: setup
 
 # Tests run on every core (pytest-xdist); tests that share one end-to-end sweep run on
 # the same worker (xdist_group), so it is made once. The 12 slowest are listed at the end.
+# `make test` is the suite to run while working (about 3 minutes on 2 cores): every test
+# but those marked slow, the end-to-end sweeps on real launchers, servers and Slurm in
+# child processes (`make test-slow`, about 7 minutes). CI runs both (.ci/run);
+# `make test-all` runs them in one go.
 PYTEST_PARALLEL ?= -n auto --dist loadgroup --durations=12
 
 test: setup
-	$(BIN)/pytest -q $(PYTEST_PARALLEL)
-
-test-fast: setup
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not slow"
+
+test-slow: setup
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m slow
+
+test-all: setup
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
