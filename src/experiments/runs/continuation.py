@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.core import names
+from experiments.sweeps.parallelism import is_submitit
 from experiments.training.settings import TrainingConfig
 
 log = logging.getLogger(__name__)
 
 FILE = "checkpoint.npz"
-# Launchers whose jobs a scheduler may stop and start again: checkpoints are on by
-# default under them (`training.checkpoint: null`).
-CLUSTER_LAUNCHERS = ("SlurmLauncher", "LocalLauncher")
 
 
 def wanted(training: TrainingConfig, launcher_target: str) -> bool:
@@ -37,7 +35,8 @@ def wanted(training: TrainingConfig, launcher_target: str) -> bool:
     launcher is one of Hydra's submitit launchers (Slurm, or its local stand-in)."""
     if training.checkpoint is not None:
         return training.checkpoint
-    return "submitit" in launcher_target and launcher_target.endswith(CLUSTER_LAUNCHERS)
+    # Jobs a scheduler may stop and start again.
+    return is_submitit(launcher_target)
 
 
 @dataclass

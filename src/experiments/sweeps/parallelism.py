@@ -23,6 +23,11 @@ THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 SUBMITIT_LAUNCHERS = ("submitit_launcher.SlurmLauncher", "submitit_launcher.LocalLauncher")
 
 
+def is_submitit(target: str) -> bool:
+    """Whether a launcher (`hydra.launcher._target_`) is one of Hydra's submitit ones."""
+    return target.endswith(SUBMITIT_LAUNCHERS)
+
+
 def available_cores() -> int:
     """CPUs this process may use, as joblib counts them (loky's `cpu_count`): the fewest
     of the machine's cores, the process's affinity mask, a container's CPU quota (cgroup
@@ -61,7 +66,7 @@ def threads_per_job(launcher: Mapping[str, Any] | None, cores: int) -> int | Non
     if target.endswith("RayLauncher"):
         remote = (launcher.get("ray") or {}).get("remote") or {}
         return max(1, int(remote.get("num_cpus") or 1))
-    if target.endswith(SUBMITIT_LAUNCHERS):
+    if is_submitit(target):
         return max(1, int(launcher.get("cpus_per_task") or 1))
     return None
 
