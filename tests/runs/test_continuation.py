@@ -6,6 +6,7 @@ checkpoint); the SIGKILL of a real process is in tests/runs/test_killed_run.py."
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,17 @@ def test_a_sweep_run_again_continues_its_stopped_job_under_the_new_parent(
     # The sweep that finished it counts it and reports it.
     assert job.data.tags[names.PARENT_TAG] == second.info.run_id
     assert second.data.metrics["children_finished"] == 1
+
+
+def test_a_continued_runs_system_metrics_go_on_after_the_earlier_steps(workspace, stop_after_epoch):
+    sampled = [*RUN, "tracking.system_metrics=true", "tracking.system_metrics_interval=0.2"]
+    stop_after_epoch(2)
+    assert workspace.train(*sampled) == 130
+    assert workspace.train(*sampled) == 0
+    (run,) = workspace.runs()
+    client = workspace.client()
+    system = [key for key in run.data.metrics if key.startswith("system/")]
+    assert system
+    for key in system:
+        steps = Counter(m.step for m in client.get_metric_history(run.info.run_id, key))
+        assert max(steps.values()) == 1, f"{key} has a step twice"

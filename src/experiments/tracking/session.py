@@ -130,7 +130,11 @@ class RunSession(ResilientRecorder):
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         self._system_metrics = SystemMetricsMonitor(
-            self.run_id, sampling_interval=interval, tracking_uri=self.client.tracking_uri
+            self.run_id,
+            sampling_interval=interval,
+            # A continued run's samples go on after the earlier process's steps.
+            resume_logging=self.continued,
+            tracking_uri=self.client.tracking_uri,
         )
         self._system_metrics.start()
 
