@@ -6,6 +6,7 @@ checkpoint); the SIGKILL of a real process is in tests/runs/test_killed_run.py."
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from helpers.workspace import Workspace
 from experiments.core import names
 from experiments.runs import continuation
 from experiments.tracking.session import RunSession
-from experiments.training.checkpoint import CheckpointCallback
+from experiments.training.checkpoint import Checkpoint, CheckpointCallback
 from experiments.training.settings import TrainingConfig
 
 # Batch norm and a plateau schedule: moving statistics, a callback's state, and a
@@ -191,3 +192,23 @@ def test_a_continued_runs_system_metrics_go_on_after_the_earlier_steps(workspace
     for key in system:
         steps = Counter(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert max(steps.values()) == 1, f"{key} has a step twice"
+
+
+def test_an_epoch_written_to_the_history_but_not_checkpointed_is_in_it_once(workspace, monkeypatch):
+    """Stopped after Keras' CSV logger wrote epoch 2's row, before its checkpoint: the
+    continued run trains epoch 2 again and history.csv still has each epoch once."""
+    original = Checkpoint.write
+
+    def write(self, path):
+        if self.epoch == 3:
+            monkeypatch.setattr(Checkpoint, "write", original)
+            raise KeyboardInterrupt("stopped for the test")
+        original(self, path)
+
+    monkeypatch.setattr(Checkpoint, "write", write)
+    assert workspace.train(*RUN) == 130
+    assert workspace.train(*RUN) == 0
+    (run,) = workspace.runs()
+    assert run.data.tags[names.CONTINUED_FROM_TAG] == "2"
+    with open(Path(run.data.tags[names.OUTPUT_DIR_TAG]) / "history.csv", newline="") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]

@@ -4,6 +4,7 @@ continues the same MLflow run and ends with the result of a run that was never k
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -66,4 +67,9 @@ def test_a_killed_run_continues_in_the_same_run_with_the_uninterrupted_result(tm
     (continued,) = workspace.runs()
     assert continued.info.run_id == killed.info.run_id and continued.info.status == "FINISHED"
     assert continued.data.tags[names.CONTINUED_FROM_TAG] == "2"
+    # Launched again, Hydra gave it a new folder; it went on in its own.
+    folder = Path(continued.data.tags[names.OUTPUT_DIR_TAG])
+    assert folder == Path(killed.data.tags[names.OUTPUT_DIR_TAG])
+    with open(folder / "history.csv", newline="") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]
     assert_same_training(workspace.client(), continued, workspace.runs("straight")[0])

@@ -93,9 +93,11 @@ def run(cfg: Config, resolved: DictConfig, job: Job) -> Result:
                 continued = continuation.find(client, experiment_id, config_hash)
             except Exception as e:  # noqa: BLE001 - the store refuses the search: one line
                 raise UserError(store.describe_failure(client.tracking_uri, e)) from None
+        # A continued run goes on in its own folder, beside its checkpoint and history.
+        where = continued.path.parent if continued else job.output_dir
         try:
             job.output_dir, folder = claims.own_output_folder(
-                job.output_dir, continued.run_id if continued else None
+                where, continued.run_id if continued else None
             )
         except OSError as e:
             raise UserError(f"output folder {job.output_dir} cannot be written: {e}") from None

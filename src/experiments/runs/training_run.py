@@ -71,6 +71,7 @@ def train(
         if diagnostics and restored.extras.get("diagnostics"):
             diagnostics.resume(restored.extras["diagnostics"], restored.epoch)
         held.pending = list(restored.pending)
+        training.keep_history_before(session.output_dir, restored.epoch)
     callbacks = [
         *schedule_callbacks,
         *(diagnostics.callbacks if diagnostics else []),

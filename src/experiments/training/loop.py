@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import sys
 import time
@@ -23,6 +24,9 @@ from experiments.training.data_order import EpochBatches, steps_per_epoch
 from experiments.training.optimizers import ClippingConfig, OptimizerConfig, make_optimizer
 from experiments.training.schedules import RunSteps, ScheduleConfig, make_schedule
 from experiments.training.settings import TrainingConfig
+
+# Every epoch's numbers, as Keras' CSVLogger writes them, in the run's output folder.
+HISTORY_FILE = "history.csv"
 
 
 def seed_everything(seed: int) -> None:
@@ -196,7 +200,7 @@ def fit(
     ]
     if output_dir is not None:
         # A local copy of every epoch's numbers beside the job's other outputs.
-        callbacks.append(keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True))
+        callbacks.append(keras.callbacks.CSVLogger(str(output_dir / HISTORY_FILE), append=True))
     callbacks.extend(extra_callbacks or [])
     model.fit(
         batches.dataset,
@@ -209,6 +213,24 @@ def fit(
         verbose=training.verbose_on(sys.stdout.isatty()),
     )
     return outcome
+
+
+def keep_history_before(output_dir: Path, epoch: int) -> None:
+    """history.csv without its rows of `epoch` and later: a run continued from epoch
+    `epoch` writes them again (the process it continues may have written the row of the
+    epoch it was in when it stopped)."""
+    path = output_dir / HISTORY_FILE
+    if not path.is_file():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "epoch" not in rows[0]:
+        return
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [r for r in rows[1:] if len(r) > column and int(r[column]) < epoch]
+    if len(kept) < len(rows):
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
 
 
 def evaluate(
