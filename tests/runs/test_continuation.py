@@ -84,7 +84,9 @@ def test_a_stopped_run_continues_in_the_same_run_with_the_uninterrupted_result(
     assert continued.data.metrics["test_accuracy"] == straight.data.metrics["test_accuracy"]
 
 
-@pytest.mark.parametrize("where", ["after the last epoch", "after the test metrics"])
+@pytest.mark.parametrize(
+    "where", ["after the last epoch", "after the test metrics", "after the model"]
+)
 def test_a_run_stopped_after_its_last_epoch_only_ends(
     workspace, stop_after_epoch, monkeypatch, where, straight
 ):
@@ -95,6 +97,8 @@ def test_a_run_stopped_after_its_last_epoch_only_ends(
 
         def stop(self, *args):
             monkeypatch.setattr(RunSession, "log_trained_model", original)
+            if where == "after the model":
+                original(self, *args)
             raise KeyboardInterrupt("stopped for the test")
 
         monkeypatch.setattr(RunSession, "log_trained_model", stop)
@@ -104,6 +108,10 @@ def test_a_run_stopped_after_its_last_epoch_only_ends(
     assert continued.info.status == "FINISHED"
     assert continued.data.tags[names.CONTINUED_FROM_TAG] == "4"
     assert_same_training(workspace.client(), continued, straight[1], straight[0])
+    models = workspace.client().search_logged_models(
+        [continued.info.experiment_id], filter_string=f"source_run_id = '{continued.info.run_id}'"
+    )
+    assert len(models) == 1  # logged once, whichever process logged it
 
 
 @pytest.mark.parametrize("damage", ["damaged", "missing"])
