@@ -33,10 +33,13 @@ SEARCH = [
     *(o for o in TINY if not o.startswith("optimizer.learning_rate=")),
 ]
 
+# The first worker's trials: more epochs, the same points (the study's parameters).
+SLOW_TRIALS = ["training.epochs=12"]
 
-def start_worker(folder) -> subprocess.Popen:
+
+def start_worker(folder, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "experiments.train", *SEARCH],
+        [sys.executable, "-m", "experiments.train", *SEARCH, *extra],
         cwd=folder,
         env=child_environment(),
         stdout=subprocess.PIPE,
@@ -70,7 +73,10 @@ def study(tmp_path_factory):
     study, the dead worker's trial included."""
     workspace = Workspace(tmp_path_factory.mktemp("study_workers"))  # the store exists
     storage = f"sqlite:///{workspace.folder / 'optuna.db'}"
-    first = start_worker(workspace.folder)
+    # Its trials train longer (SLOW_TRIALS), so that it is still in the trial seen RUNNING
+    # when the kill lands: a trial of TINY's length could end, and be told COMPLETE, in
+    # between, and the kill would leave no trial to retry.
+    first = start_worker(workspace.folder, *SLOW_TRIALS)
     killed = threading.Event()
 
     def kill_first_mid_trial() -> None:
