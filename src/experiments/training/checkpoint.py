@@ -34,6 +34,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from experiments.training.schedules import rate_schedule
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -266,7 +268,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 def _plain_rate(optimizer) -> float | None:
     """The learning rate when it is a value (a callback may change it), not a schedule."""
-    if isinstance(optimizer.get_config()["learning_rate"], dict):  # a serialized schedule
+    if rate_schedule(optimizer) is not None:
         return None
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
